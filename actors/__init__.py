@@ -1,0 +1,96 @@
+"""actors: trio-native pipeline orchestration.
+
+Declare stages and their dependencies once; each stage runs as a trio actor
+that starts the moment its own inputs are ready, under one supervisor.
+"""
+
+from __future__ import annotations
+
+import contextlib as _contextlib
+
+from ._context import PipelineContext as PipelineContext
+from ._definition import Condition as Condition
+from ._definition import ExecutionPattern as ExecutionPattern
+from ._definition import PipelineDefinition as PipelineDefinition
+from ._definition import PipelineStage as PipelineStage
+from ._definition import RetryConfig as RetryConfig
+from ._definition import Stage as Stage
+from ._definition import StageDefinition as StageDefinition
+from ._definition import StageFunction as StageFunction
+from ._events import ItemFinished as ItemFinished
+from ._events import Observer as Observer
+from ._events import PipelineFinished as PipelineFinished
+from ._events import PipelineStarted as PipelineStarted
+from ._events import StageFinished as StageFinished
+from ._events import StageRetrying as StageRetrying
+from ._events import StageStarted as StageStarted
+from ._events import StageUnresponsive as StageUnresponsive
+from ._exceptions import ActorsError as ActorsError
+from ._exceptions import PipelineValidationError as PipelineValidationError
+from ._exceptions import StageContractError as StageContractError
+from ._exceptions import StageTimeoutError as StageTimeoutError
+from ._executor import PipelineExecutor as PipelineExecutor
+from ._executor import run as run
+from ._logging import LoggingObserver as LoggingObserver
+from ._results import PipelineResult as PipelineResult
+from ._results import PipelineStatus as PipelineStatus
+from ._results import StageProfile as StageProfile
+from ._results import StageResult as StageResult
+from ._results import StageStatus as StageStatus
+from ._results import TimelineEntry as TimelineEntry
+from ._results import cancelled_result as cancelled_result
+from ._results import failure_result as failure_result
+from ._results import skipped_result as skipped_result
+from ._results import success_result as success_result
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActorsError",
+    "Condition",
+    "ExecutionPattern",
+    "ItemFinished",
+    "LoggingObserver",
+    "Observer",
+    "PipelineContext",
+    "PipelineDefinition",
+    "PipelineExecutor",
+    "PipelineFinished",
+    "PipelineResult",
+    "PipelineStage",
+    "PipelineStarted",
+    "PipelineStatus",
+    "PipelineValidationError",
+    "RetryConfig",
+    "Stage",
+    "StageContractError",
+    "StageDefinition",
+    "StageFinished",
+    "StageFunction",
+    "StageProfile",
+    "StageResult",
+    "StageRetrying",
+    "StageStarted",
+    "StageStatus",
+    "StageTimeoutError",
+    "StageUnresponsive",
+    "TimelineEntry",
+    "cancelled_result",
+    "failure_result",
+    "run",
+    "skipped_result",
+    "success_result",
+]
+
+
+def _fix_module_names() -> None:
+    # Public objects say they live in ``actors``, not in a private module.
+    for name in __all__:
+        obj = globals()[name]
+        if getattr(obj, "__module__", "").startswith("actors._"):
+            with _contextlib.suppress(AttributeError, TypeError):  # aliases refuse it
+                obj.__module__ = __name__
+
+
+_fix_module_names()
+del _fix_module_names

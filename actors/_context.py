@@ -1,0 +1,69 @@
+"""The context every stage receives: injected dependencies, state, metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic
+
+import trio
+from typing_extensions import TypeVar
+
+DepsT = TypeVar("DepsT", default=None)
+
+
+@dataclass(eq=False)
+class PipelineContext(Generic[DepsT]):
+    """What every stage of a run receives next to its input.
+
+    All fields are optional. The named slots keep the original framework's
+    names; ``deps`` is a typed slot for your own dependencies
+    (``PipelineContext[MyDeps](deps=MyDeps(...))``).
+
+    ``state`` and ``metrics`` are plain dicts shared by all stages of the run;
+    trio runs one task at a time, so updating them needs no lock. The
+    executor copies ``metrics`` into :attr:`PipelineResult.metadata`.
+    """
+
+    provider: Any = None
+    """An LLM provider or any other client the stages share."""
+    app_config: Any = None
+    """Application configuration."""
+    job_config: Any = None
+    """Per-job configuration."""
+    llm_logger: Any = None
+    """A logger for LLM calls."""
+    checkpoint_dir: Path | None = None
+    """Where stages may write checkpoints."""
+    output_dir: Path | None = None
+    """Where stages may write their outputs."""
+    state: dict[str, Any] = field(default_factory=dict)
+    """Mutable state shared between stages (see :meth:`set_state`)."""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    """Numbers the stages report (see :meth:`add_metric`)."""
+    cancel_token: trio.Event | None = None
+    """Set it to cancel the run: running stages are cancelled, nothing new starts."""
+    # The default None is only right for the default DepsT (None); mypy cannot
+    # tie the two together in a dataclass field.
+    deps: DepsT = None  # type: ignore[assignment]
+    """Your own dependencies, typed by ``PipelineContext[DepsT]``."""
+
+    def set_state(self, key: str, value: Any) -> None:
+        """Store *value* under *key* for later stages (and conditions) to read."""
+        self.state[key] = value
+
+    def get_state(self, key: str, default: Any = None) -> Any:
+        """Return the state stored under *key*, or *default*."""
+        return self.state.get(key, default)
+
+    def add_metric(self, key: str, value: Any) -> None:
+        """Set the metric *key* to *value*."""
+        self.metrics[key] = value
+
+    def increment_metric(self, key: str, delta: float = 1) -> None:
+        """Add *delta* to the metric *key* (starting from 0)."""
+        self.metrics[key] = self.metrics.get(key, 0) + delta
+
+    def is_cancelled(self) -> bool:
+        """Return True once the ``cancel_token`` has been set."""
+        return self.cancel_token is not None and self.cancel_token.is_set()

@@ -1,0 +1,48 @@
+"""The exceptions that actors raises."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class ActorsError(Exception):
+    """Root of every exception that actors raises on purpose."""
+
+
+class PipelineValidationError(ActorsError, ValueError):
+    """A pipeline definition breaks one or more rules.
+
+    Raised by :meth:`PipelineExecutor.execute` (and :func:`actors.run`) before
+    any stage runs; :meth:`PipelineDefinition.validate_pipeline` returns the
+    same messages instead of raising. Never raised once a run has started.
+
+    Attributes:
+        errors: Every problem found, one message each, in a stable order.
+    """
+
+    errors: tuple[str, ...]
+
+    def __init__(self, pipeline: str, errors: Sequence[str]) -> None:
+        self.errors = tuple(errors)
+        count = len(self.errors)
+        noun = "problem" if count == 1 else "problems"
+        lines = "\n".join(f"  - {error}" for error in self.errors)
+        super().__init__(f"pipeline {pipeline!r} has {count} {noun}:\n{lines}")
+
+
+class StageTimeoutError(ActorsError, TimeoutError):
+    """One attempt of a stage (or of a fan-out item) ran past its ``timeout_ms``.
+
+    Never raised to the caller: it is the ``exception`` of the failed
+    :class:`StageResult`, so a retry policy can match it (it is a builtin
+    :class:`TimeoutError`, and its text contains "timed out").
+    """
+
+
+class StageContractError(ActorsError, RuntimeError):
+    """A stage broke the stage contract.
+
+    For example it returned something other than a :class:`StageResult` from
+    ``execute``, or swallowed :class:`trio.Cancelled`. Never raised to the
+    caller: it is the ``exception`` of the stage's :class:`StageResult`.
+    """

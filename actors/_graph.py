@@ -1,0 +1,256 @@
+"""Turning a definition into a validated graph: pure, synchronous, iterative."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ._definition import ExecutionPattern, RetryConfig, StageDefinition
+from ._exceptions import PipelineValidationError
+
+if TYPE_CHECKING:
+    from ._definition import PipelineDefinition
+
+_NO_RETRY = RetryConfig()
+
+
+@dataclass(eq=False, slots=True)
+class Node:
+    """A validated stage: its definition plus resolved edges and call form."""
+
+    index: int
+    id: str
+    definition: StageDefinition
+    inputs: tuple[int, ...]
+    downstream: tuple[int, ...]
+    call: Callable[..., Any]
+    returns_result: bool
+    retry: RetryConfig
+    timeout_s: float | None
+
+
+@dataclass(eq=False, slots=True)
+class Graph:
+    """A pipeline that passed validation; the executor runs only these."""
+
+    name: str
+    nodes: tuple[Node, ...]
+    fail_fast: bool
+    timeout_s: float | None
+    dependencies: dict[str, tuple[str, ...]]
+
+
+def graph_of(pipeline: PipelineDefinition) -> Graph:
+    """Return the validated graph of *pipeline*, or raise PipelineValidationError."""
+    graph = pipeline._graph
+    if graph is None:
+        graph, errors = compile_pipeline(pipeline)
+        if graph is None:
+            raise PipelineValidationError(pipeline.name, errors)
+        pipeline._graph = graph
+    return graph
+
+
+def compile_pipeline(pipeline: PipelineDefinition) -> tuple[Graph | None, list[str]]:
+    """Check every rule; return the graph (or None) and every problem found."""
+    errors: list[str] = []
+    stages = pipeline.stages
+    if not stages:
+        errors.append(f"pipeline {pipeline.name!r} has no stages; add at least one")
+    _check_timeout(errors, "pipeline", pipeline.name, pipeline.timeout_ms)
+
+    index_of: dict[str, int] = {}
+    for position, stage in enumerate(stages):
+        if not stage.id.strip():
+            errors.append(f"stage #{position + 1} has an empty id; give it a name")
+        elif stage.id in index_of:
+            first = index_of[stage.id] + 1
+            errors.append(
+                f"stage {stage.id!r} is defined twice (#{first} and "
+                f"#{position + 1}); stage ids must be unique"
+            )
+        else:
+            index_of[stage.id] = position
+
+    known = ", ".join(repr(s) for s in index_of) or "none"
+    calls: list[tuple[Callable[..., Any], bool] | None] = []
+    for stage in stages:
+        calls.append(_stage_call(errors, stage))
+        _check_stage(errors, stage)
+        seen: set[str] = set()
+        for name in stage.inputs:
+            if name in seen:
+                errors.append(f"stage {stage.id!r} lists input {name!r} twice")
+            seen.add(name)
+            if name not in index_of:
+                errors.append(
+                    f"stage {stage.id!r} depends on unknown stage {name!r}; "
+                    f"known stages: {known}"
+                )
+
+    errors.extend(_cycles(stages, index_of))
+    if errors:
+        return None, errors
+
+    downstream: list[list[int]] = [[] for _ in stages]
+    for position, stage in enumerate(stages):
+        for name in stage.inputs:
+            downstream[index_of[name]].append(position)
+    nodes = []
+    for position, stage in enumerate(stages):
+        call = calls[position]
+        assert call is not None  # no errors means every stage had a call form
+        nodes.append(
+            Node(
+                index=position,
+                id=stage.id,
+                definition=stage,
+                inputs=tuple(index_of[name] for name in stage.inputs),
+                downstream=tuple(downstream[position]),
+                call=call[0],
+                returns_result=call[1],
+                retry=stage.retry_config or _NO_RETRY,
+                timeout_s=_seconds(stage.timeout_ms),
+            )
+        )
+    graph = Graph(
+        name=pipeline.name,
+        nodes=tuple(nodes),
+        fail_fast=pipeline.fail_fast,
+        timeout_s=_seconds(pipeline.timeout_ms),
+        dependencies={stage.id: stage.inputs for stage in stages},
+    )
+    return graph, []
+
+
+def _seconds(ms: float | None) -> float | None:
+    return None if ms is None or math.isinf(ms) else ms / 1000
+
+
+def _stage_call(
+    errors: list[str], stage: StageDefinition
+) -> tuple[Callable[..., Any], bool] | None:
+    """Return (callable, returns_result) for the stage's form, or record why not."""
+    target = stage.stage
+    execute = getattr(target, "execute", None)
+    if execute is not None and inspect.iscoroutinefunction(execute):
+        return execute, True
+    if inspect.iscoroutinefunction(target) or (
+        callable(target)
+        and not isinstance(target, type)
+        and inspect.iscoroutinefunction(type(target).__call__)
+    ):
+        return target, False
+    what = type(target).__name__
+    if execute is not None:
+        what += " whose execute is not async"
+    errors.append(
+        f"stage {stage.id!r}: stage must be an object with an async "
+        f"execute(input, context) method or an async function, got {what}"
+    )
+    return None
+
+
+def _check_stage(errors: list[str], stage: StageDefinition) -> None:
+    where = f"stage {stage.id!r}"
+    if stage.pattern is ExecutionPattern.CONDITIONAL and stage.condition is None:
+        errors.append(f"{where}: CONDITIONAL needs a condition(context) -> bool")
+    if stage.condition is not None and not callable(stage.condition):
+        errors.append(
+            f"{where}: condition must be callable as condition(context), "
+            f"got {type(stage.condition).__name__}"
+        )
+    _check_timeout(errors, "stage", stage.id, stage.timeout_ms)
+    if stage.max_concurrency is not None:
+        if stage.max_concurrency < 1:
+            errors.append(
+                f"{where}: max_concurrency must be at least 1, "
+                f"got {stage.max_concurrency}"
+            )
+        if stage.pattern is not ExecutionPattern.FAN_OUT:
+            errors.append(f"{where}: max_concurrency applies only to FAN_OUT stages")
+    if stage.pattern is ExecutionPattern.FAN_OUT and len(stage.inputs) > 1:
+        errors.append(
+            f"{where}: FAN_OUT takes at most one input (the list to fan out "
+            f"over), got {len(stage.inputs)}"
+        )
+    if stage.retry_config is not None:
+        _check_retry(errors, where, stage.retry_config)
+
+
+def _check_timeout(
+    errors: list[str], kind: str, name: str, value: float | None
+) -> None:
+    if value is not None and (math.isnan(value) or value <= 0):
+        errors.append(f"{kind} {name!r}: timeout_ms must be > 0, got {value}")
+
+
+def _check_retry(errors: list[str], where: str, retry: RetryConfig) -> None:
+    def bad(rule: str) -> None:
+        errors.append(f"{where}: retry_config.{rule}")
+
+    if retry.max_attempts < 1:
+        bad(f"max_attempts must be at least 1, got {retry.max_attempts}")
+    for field in ("initial_delay_ms", "max_delay_ms"):
+        value = getattr(retry, field)
+        if math.isnan(value) or value < 0:
+            bad(f"{field} must be >= 0, got {value}")
+    if math.isnan(retry.backoff_multiplier) or retry.backoff_multiplier < 1:
+        bad(f"backoff_multiplier must be >= 1, got {retry.backoff_multiplier}")
+    if retry.max_delay_ms < retry.initial_delay_ms:
+        bad(
+            f"max_delay_ms ({retry.max_delay_ms}) must be >= "
+            f"initial_delay_ms ({retry.initial_delay_ms})"
+        )
+    if math.isnan(retry.jitter) or not 0 <= retry.jitter <= 1:
+        bad(f"jitter must be between 0 and 1, got {retry.jitter}")
+
+
+def _cycles(stages: tuple[StageDefinition, ...], index_of: dict[str, int]) -> list[str]:
+    """Return one message per dependency cycle, each printed as a path."""
+    # Kahn's algorithm, iterative: whatever it cannot order lies on, or after,
+    # a cycle. Only the first stage with a given id takes part.
+    count = len(stages)
+    inputs = [
+        [index_of[n] for n in dict.fromkeys(s.inputs) if n in index_of]
+        if index_of.get(s.id) == i
+        else []
+        for i, s in enumerate(stages)
+    ]
+    pending = [len(edges) for edges in inputs]
+    consumers: list[list[int]] = [[] for _ in range(count)]
+    for node, edges in enumerate(inputs):
+        for source in edges:
+            consumers[source].append(node)
+    ready = [node for node in range(count) if pending[node] == 0]
+    while ready:
+        node = ready.pop()
+        for consumer in consumers[node]:
+            pending[consumer] -= 1
+            if pending[consumer] == 0:
+                ready.append(consumer)
+
+    # Each unordered stage has an unordered input: walking inputs backwards
+    # must come round to a stage already on the walk, which closes a cycle.
+    messages = []
+    visited = [False] * count
+    for start in range(count):
+        if pending[start] == 0 or visited[start]:
+            continue
+        walk: list[int] = []
+        on_walk: dict[int, int] = {}
+        node = start
+        while not visited[node]:
+            visited[node] = True
+            on_walk[node] = len(walk)
+            walk.append(node)
+            node = next(n for n in inputs[node] if pending[n] > 0)
+        if node in on_walk:
+            loop = walk[on_walk[node] :]
+            loop.reverse()  # inputs were walked backwards; print data flow
+            path = [stages[n].id for n in loop] + [stages[loop[0]].id]
+            messages.append(f"dependency cycle: {' -> '.join(path)}")
+    return messages

@@ -1,0 +1,277 @@
+"""What a run produces: stage results, their profiles, and the pipeline result."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Generic
+
+from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import TypeVar
+
+OutputT = TypeVar("OutputT", default=Any)
+
+
+class StageStatus(enum.StrEnum):
+    """The terminal status of a stage."""
+
+    SUCCEEDED = "succeeded"
+    """The stage ran and produced an output."""
+    FAILED = "failed"
+    """The stage ran (or its condition or input check did) and failed."""
+    SKIPPED = "skipped"
+    """Its condition returned false; downstream stages receive ``None``."""
+    CANCELLED = "cancelled"
+    """Stopped, or never started, because the run was cancelled."""
+    UPSTREAM_FAILED = "upstream_failed"
+    """Never ran, because a critical stage it depends on failed."""
+
+
+class PipelineStatus(enum.StrEnum):
+    """How a run ended."""
+
+    SUCCEEDED = "succeeded"
+    """Every critical stage succeeded or was skipped."""
+    FAILED = "failed"
+    """A critical stage failed (or never ran because of one)."""
+    TIMED_OUT = "timed_out"
+    """The pipeline's own ``timeout_ms`` expired."""
+    CANCELLED = "cancelled"
+    """The context's ``cancel_token`` was set."""
+
+
+class StageProfile(BaseModel):
+    """Where a stage's time went, from the trio clock, in ms since the run started.
+
+    Exact under a mock clock such as pytest-trio's ``autojump_clock``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ready_at_ms: float | None = None
+    """When the last of its inputs arrived (``None`` if it never got them)."""
+    started_at_ms: float | None = None
+    """When its first attempt (or first fan-out item) started."""
+    finished_at_ms: float | None = None
+    """When its terminal status was decided."""
+    queued_ms: float = 0.0
+    """Time from ready to first start (condition check; fan-out: item slot waits)."""
+    attempt_ms: tuple[float, ...] = ()
+    """Running time of each attempt, in order (fan-out: of each item attempt)."""
+    backoff_ms: float = 0.0
+    """Time spent sleeping between attempts."""
+    items: int | None = None
+    """Fan-out only: how many items the input list had."""
+    item_p50_ms: float | None = None
+    """Fan-out only: median duration of a finished item, retries included."""
+    item_p95_ms: float | None = None
+    """Fan-out only: 95th percentile (nearest rank) of item durations."""
+    item_max_ms: float | None = None
+    """Fan-out only: the slowest item's duration."""
+
+    @property
+    def running_ms(self) -> float:
+        """Total time spent inside attempts."""
+        return sum(self.attempt_ms)
+
+
+class StageResult(BaseModel, Generic[OutputT]):
+    """The outcome of one stage.
+
+    Build one with :func:`success_result` or :func:`failure_result` inside a
+    stage object's ``execute``; the executor fills in ``status``, ``attempts``,
+    ``duration_ms`` and ``profile``.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    success: bool
+    """True for succeeded and skipped stages."""
+    stage_name: str = "unknown"
+    """The stage's name (the stage id when the executor built the result)."""
+    output: OutputT | None = None
+    """The output; ``None`` unless the stage succeeded."""
+    error: str | None = None
+    """What went wrong, for failed stages; the reason, for cancelled ones."""
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    """Free-form data from the stage; ``{"skipped": True, ...}`` for skips."""
+    status: StageStatus = StageStatus.SUCCEEDED
+    """The terminal status."""
+    attempts: int = 0
+    """How many times the stage function ran (fan-out: summed over items)."""
+    duration_ms: float = 0.0
+    """Time from the first start to the end, from the trio clock."""
+    profile: StageProfile | None = None
+    """Where the time went; set by the executor."""
+    exception: BaseException | None = Field(default=None, exclude=True, repr=False)
+    """The exception behind a failure, for debugging; never serialized."""
+
+
+def success_result(
+    output: OutputT,
+    stage_name: str = "unknown",
+    metadata: dict[str, Any] | None = None,
+) -> StageResult[OutputT]:
+    """Return a succeeded :class:`StageResult` carrying *output*."""
+    return StageResult[OutputT](
+        success=True,
+        stage_name=stage_name,
+        output=output,
+        metadata=metadata or {},
+        status=StageStatus.SUCCEEDED,
+    )
+
+
+def failure_result(
+    error: str,
+    stage_name: str = "unknown",
+    metadata: dict[str, Any] | None = None,
+    *,
+    exception: BaseException | None = None,
+) -> StageResult[Any]:
+    """Return a failed :class:`StageResult` whose error text is *error*."""
+    return StageResult[Any](
+        success=False,
+        stage_name=stage_name,
+        error=error,
+        metadata=metadata or {},
+        status=StageStatus.FAILED,
+        exception=exception,
+    )
+
+
+def skipped_result(
+    stage_name: str = "unknown",
+    reason: str = "condition returned False",
+    metadata: dict[str, Any] | None = None,
+) -> StageResult[Any]:
+    """Return a skipped :class:`StageResult` (``metadata["skipped"] is True``)."""
+    return StageResult[Any](
+        success=True,
+        stage_name=stage_name,
+        metadata={**(metadata or {}), "skipped": True, "reason": reason},
+        status=StageStatus.SKIPPED,
+    )
+
+
+def cancelled_result(
+    stage_name: str = "unknown",
+    reason: str = "cancelled",
+    metadata: dict[str, Any] | None = None,
+) -> StageResult[Any]:
+    """Return a cancelled :class:`StageResult`; *reason* becomes its error text."""
+    return StageResult[Any](
+        success=False,
+        stage_name=stage_name,
+        error=reason,
+        metadata=metadata or {},
+        status=StageStatus.CANCELLED,
+    )
+
+
+class TimelineEntry(BaseModel):
+    """One stage on a run's timeline, in ms since the run started."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    stage_id: str
+    status: StageStatus
+    ready_at_ms: float | None
+    started_at_ms: float | None
+    finished_at_ms: float | None
+    attempts: int
+
+
+class PipelineResult(BaseModel):
+    """The outcome of a run: every stage's result, and the run as a whole."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    success: bool
+    """True when every critical stage succeeded or was skipped."""
+    outputs: dict[str, Any]
+    """Outputs of succeeded stages, and ``None`` for skipped ones."""
+    stage_results: dict[str, StageResult[Any]]
+    """Every stage of the definition, in declaration order."""
+    failed_stages: list[str]
+    """Ids of stages whose status is failed (critical or not)."""
+    total_duration_ms: float
+    """The run's duration, from the trio clock."""
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    """The context's metrics, as they were when the run ended."""
+    status: PipelineStatus = PipelineStatus.SUCCEEDED
+    """How the run ended."""
+    pipeline: str = ""
+    """The pipeline's name."""
+    run_id: str = ""
+    """Unique per run; the ``run_id`` of every event of this run."""
+    dependencies: dict[str, tuple[str, ...]] = Field(default_factory=dict, repr=False)
+    """Each stage's inputs, so the critical path can be computed."""
+
+    def get_output(self, stage_id: str) -> Any:
+        """Return the output of *stage_id* (``None`` if it has none)."""
+        return self.outputs.get(stage_id)
+
+    def get_result(self, stage_id: str) -> StageResult[Any] | None:
+        """Return the :class:`StageResult` of *stage_id*, or ``None`` if unknown."""
+        return self.stage_results.get(stage_id)
+
+    def timeline(self) -> list[TimelineEntry]:
+        """Return every stage with its times, ordered by start (unstarted last)."""
+        entries = [
+            TimelineEntry(
+                stage_id=stage_id,
+                status=result.status,
+                ready_at_ms=result.profile.ready_at_ms if result.profile else None,
+                started_at_ms=result.profile.started_at_ms if result.profile else None,
+                finished_at_ms=result.profile.finished_at_ms
+                if result.profile
+                else None,
+                attempts=result.attempts,
+            )
+            for stage_id, result in self.stage_results.items()
+        ]
+        never = float("inf")
+        entries.sort(
+            key=lambda e: never if e.started_at_ms is None else e.started_at_ms
+        )
+        return entries
+
+    def critical_path(self) -> list[str]:
+        """Return the chain of stages that determined the makespan, first to last.
+
+        Starts from the stage that finished last and walks back, each time to
+        the input that arrived last (the one the stage was waiting for).
+        """
+        return critical_path(
+            {
+                stage_id: r.profile.finished_at_ms if r.profile else None
+                for stage_id, r in self.stage_results.items()
+            },
+            self.dependencies,
+        )
+
+
+def critical_path(
+    finished_at: dict[str, float | None],
+    dependencies: dict[str, tuple[str, ...]],
+) -> list[str]:
+    """Walk back from the last stage to finish through its latest input."""
+    done = {s: t for s, t in finished_at.items() if t is not None}
+    if not done:
+        return []
+    current = _latest(list(done), done)
+    path = [current]
+    while inputs := [s for s in dependencies.get(current, ()) if s in done]:
+        current = _latest(inputs, done)
+        path.append(current)
+    path.reverse()
+    return path
+
+
+def _latest(stage_ids: list[str], finished_at: dict[str, float]) -> str:
+    # Ties go to the stage listed first, so the path is deterministic.
+    best = stage_ids[0]
+    for stage_id in stage_ids[1:]:
+        if finished_at[stage_id] > finished_at[best]:
+            best = stage_id
+    return best

@@ -1,0 +1,396 @@
+"""One stage as a trio actor: wait for inputs, run with retries, send the result."""
+
+from __future__ import annotations
+
+import math
+from array import array
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import structlog
+import trio
+
+from ._definition import ExecutionPattern
+from ._events import ItemFinished, StageRetrying, StageStarted
+from ._exceptions import StageContractError, StageTimeoutError
+from ._results import StageProfile, StageResult, StageStatus
+
+if TYPE_CHECKING:
+    from ._executor import _Run
+    from ._graph import Node
+
+Message: TypeAlias = tuple[int, StageResult[Any]]
+"""What an actor sends downstream: its stage index and its final result."""
+
+_new_result = StageResult.model_construct  # validated by construction
+_new_profile = StageProfile.model_construct
+
+
+def describe(exc: BaseException) -> str:
+    """Return the error text of *exc*: its type name, then its message."""
+    message = str(exc)
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+@dataclass(eq=False, slots=True)
+class StageState:
+    """What the supervisor knows of a stage while it runs."""
+
+    ready_at_ms: float | None = None
+    started_at_ms: float | None = None
+    running: bool = False
+    attempts: int = 0
+    attempt_ms: list[float] = field(default_factory=list)
+    backoff_ms: float = 0.0
+    items: int | None = None
+    item_ms: array[float] | None = None
+    swallowed_cancel: bool = False
+
+    def profile(self, finished_at_ms: float) -> StageProfile:
+        """Freeze what was measured into a profile."""
+        started, ready = self.started_at_ms, self.ready_at_ms
+        queued = 0.0 if started is None or ready is None else started - ready
+        p50 = p95 = top = None
+        if self.item_ms:
+            ranked = sorted(self.item_ms)
+            p50 = ranked[math.ceil(0.50 * len(ranked)) - 1]
+            p95 = ranked[math.ceil(0.95 * len(ranked)) - 1]
+            top = ranked[-1]
+        return _new_profile(
+            ready_at_ms=ready,
+            started_at_ms=started,
+            finished_at_ms=finished_at_ms,
+            queued_ms=round(queued, 6),
+            attempt_ms=tuple(self.attempt_ms),
+            backoff_ms=round(self.backoff_ms, 6),
+            items=self.items,
+            item_p50_ms=p50,
+            item_p95_ms=p95,
+            item_max_ms=top,
+        )
+
+    def cancelled(self, node: Node, why: str, now_ms: float) -> StageResult[Any]:
+        """Return the result of a stage stopped (or never started) by cancellation."""
+        metadata: dict[str, Any] = {}
+        error = f"cancelled: {why}"
+        if self.swallowed_cancel:
+            metadata["contract_violation"] = "swallowed trio.Cancelled"
+            error += (
+                "; the stage swallowed trio.Cancelled and ran on (contract violation)"
+            )
+        started = self.started_at_ms
+        return _new_result(
+            success=False,
+            stage_name=node.id,
+            error=error,
+            metadata=metadata,
+            status=StageStatus.CANCELLED,
+            attempts=self.attempts,
+            duration_ms=0.0 if started is None else round(now_ms - started, 6),
+            profile=self.profile(now_ms),
+        )
+
+
+@dataclass(eq=False, slots=True)
+class _Outcome:
+    ok: bool
+    output: Any = None
+    error: str = ""
+    exception: BaseException | None = None
+    returned: StageResult[Any] | None = None
+    attempts: int = 0
+
+
+class StageRunner:
+    """The actor of one stage, owned by the supervisor's nursery.
+
+    It owns its inbox (closed when it stops listening) and one send endpoint
+    per downstream stage (closed when it ends, whatever the reason).
+    """
+
+    __slots__ = ("_run", "inbox", "initial_input", "node", "outboxes", "state")
+
+    def __init__(
+        self,
+        run: _Run,
+        node: Node,
+        inbox: trio.MemoryReceiveChannel[Message] | None,
+        outboxes: list[trio.MemorySendChannel[Message]],
+        initial_input: Any,
+    ) -> None:
+        self._run = run
+        self.node = node
+        self.inbox = inbox
+        self.outboxes = outboxes
+        self.initial_input = initial_input
+        self.state = run.states[node.index]
+
+    async def run(self) -> None:
+        """Run the stage, then send its result to every downstream actor."""
+        try:
+            structlog.contextvars.bind_contextvars(stage_id=self.node.id)
+            result = await self._stage()
+            if result is not None:
+                message = (self.node.index, result)
+                for outbox in self.outboxes:
+                    # Never blocks: each inbox has one slot per producer.
+                    outbox.send_nowait(message)
+        finally:
+            for outbox in self.outboxes:
+                outbox.close()
+
+    async def _inputs(self) -> tuple[Any, str | None]:
+        """Wait for every input; return the input value, or the failed input's id."""
+        node, inbox = self.node, self.inbox
+        if inbox is None:
+            return self.initial_input, None
+        received: dict[int, StageResult[Any]] = {}
+        with inbox:
+            while len(received) < len(node.inputs):
+                index, result = await inbox.receive()
+                received[index] = result
+        nodes = self._run.graph.nodes
+        for index in node.inputs:
+            status = received[index].status
+            if status is StageStatus.UPSTREAM_FAILED or (
+                status is StageStatus.FAILED and nodes[index].definition.critical
+            ):
+                return None, nodes[index].id
+        if len(node.inputs) == 1:
+            return received[node.inputs[0]].output, None
+        return {nodes[i].id: received[i].output for i in node.inputs}, None
+
+    async def _stage(self) -> StageResult[Any] | None:
+        run, node, state = self._run, self.node, self.state
+        value, failed_input = await self._inputs()
+        if failed_input is not None:
+            return self._finish(
+                StageStatus.UPSTREAM_FAILED,
+                error=f"upstream stage {failed_input!r} failed",
+            )
+        state.ready_at_ms = run.now_ms()
+        if run.reason is not None:
+            # Inputs can arrive in the same tick as a cancel: start nothing.
+            await trio.lowlevel.checkpoint()
+        definition = node.definition
+        if definition.condition is not None:
+            try:
+                go = definition.condition(run.context)
+            except Exception as exc:
+                return self._finish_failure(
+                    _Outcome(
+                        False, error=f"condition raised {describe(exc)}", exception=exc
+                    )
+                )
+            if not go:
+                return self._finish(
+                    StageStatus.SKIPPED,
+                    metadata={"skipped": True, "reason": "condition returned False"},
+                )
+        state.running = True
+        if definition.pattern is ExecutionPattern.FAN_OUT:
+            return await self._fan_out(value)
+        state.started_at_ms = run.now_ms()
+        outcome = await self._attempts(value, None)
+        if not outcome.ok:
+            return self._finish_failure(outcome)
+        returned = outcome.returned
+        if returned is not None:
+            status = returned.status
+            if status is not StageStatus.SKIPPED:
+                status = StageStatus.SUCCEEDED
+            return self._finish(
+                status,
+                output=returned.output,
+                metadata=returned.metadata,
+                stage_name=returned.stage_name,
+            )
+        return self._finish(StageStatus.SUCCEEDED, output=outcome.output)
+
+    async def _attempts(self, value: Any, item: int | None) -> _Outcome:
+        """Run the stage function on *value* until it succeeds or may not retry."""
+        run, node, state = self._run, self.node, self.state
+        retry, call, context = node.retry, node.call, run.context
+        timeout = node.timeout_s
+        attempt = 0
+        while True:
+            attempt += 1
+            state.attempts += 1
+            if run.dispatch.stage_started:
+                started = StageStarted(
+                    run.run_id, run.graph.name, node.id, attempt, run.now_ms(), item
+                )
+                run.dispatch.emit("stage_started", started)
+            begin = trio.current_time()
+            try:
+                if timeout is None:
+                    raw = await call(value, context)
+                else:
+                    with trio.CancelScope(deadline=begin + timeout) as scope:
+                        raw = await call(value, context)
+                    if scope.cancelled_caught or trio.current_time() > scope.deadline:
+                        raise self._timed_out(
+                            attempt, swallowed=not scope.cancelled_caught
+                        )
+                outcome = self._judge(raw)
+            except Exception as exc:
+                outcome = _Outcome(False, error=describe(exc), exception=exc)
+            end = trio.current_time()
+            if item is None:
+                state.attempt_ms.append(round((end - begin) * 1000, 6))
+            if (
+                run.reason is not None
+                and (end - run.start) * 1000 > run.cancelled_at_ms
+            ):
+                # It ran on after the run was cancelled: it swallowed Cancelled.
+                state.swallowed_cancel = True
+                await trio.lowlevel.checkpoint()
+            outcome.attempts = attempt
+            if outcome.ok or (
+                attempt >= retry.max_attempts
+                or not retry.should_retry(outcome.error, outcome.exception)
+            ):
+                return outcome
+            delay_ms = retry.delay_ms(attempt + 1)
+            if run.dispatch.stage_retrying:
+                exc_type = outcome.exception
+                event = StageRetrying(
+                    run.run_id,
+                    run.graph.name,
+                    node.id,
+                    attempt,
+                    delay_ms,
+                    outcome.error,
+                    None if exc_type is None else type(exc_type).__name__,
+                    run.now_ms(),
+                    item,
+                )
+                run.dispatch.emit("stage_retrying", event)
+            await trio.sleep(delay_ms / 1000)
+            state.backoff_ms += delay_ms
+
+    def _timed_out(self, attempt: int, *, swallowed: bool) -> Exception:
+        node = self.node
+        timeout_ms = node.definition.timeout_ms
+        text = (
+            f"stage {node.id!r} timed out after {timeout_ms:g} ms (attempt {attempt})"
+        )
+        if swallowed:
+            return StageContractError(
+                f"{text}; it swallowed trio.Cancelled and returned late"
+            )
+        return StageTimeoutError(text)
+
+    def _judge(self, raw: Any) -> _Outcome:
+        """Turn what the stage function returned into an outcome."""
+        if isinstance(raw, StageResult):
+            if raw.success:
+                return _Outcome(True, output=raw.output, returned=raw)
+            error = raw.error or "stage reported failure"
+            return _Outcome(False, error=error, exception=raw.exception, returned=raw)
+        if self.node.returns_result:
+            raise StageContractError(
+                f"stage {self.node.id!r}: execute returned {type(raw).__name__}, "
+                "expected a StageResult (use success_result() or failure_result())"
+            )
+        return _Outcome(True, output=raw)
+
+    async def _fan_out(self, items: Any) -> StageResult[Any] | None:
+        """Run the stage once per item, at most ``max_concurrency`` at a time."""
+        run, node, state = self._run, self.node, self.state
+        if not isinstance(items, list | tuple):
+            error = TypeError(
+                f"FAN_OUT stage {node.id!r} expected a list or tuple input, "
+                f"got {type(items).__name__}"
+            )
+            return self._finish_failure(
+                _Outcome(False, error=describe(error), exception=error)
+            )
+        count = len(items)
+        state.items = count
+        state.item_ms = array("d")
+        state.started_at_ms = run.now_ms()
+        outputs: list[Any] = [None] * count
+        failures: list[tuple[int, _Outcome]] = []
+        work = iter(enumerate(items))
+
+        async def worker(cancel_scope: trio.CancelScope) -> None:
+            for index, item in work:
+                begin = trio.current_time()
+                outcome = await self._attempts(item, index)
+                end = trio.current_time()
+                duration = round((end - begin) * 1000, 6)
+                state.item_ms.append(duration)  # type: ignore[union-attr]  # set above
+                if run.dispatch.item_finished:
+                    exc = outcome.exception
+                    event = ItemFinished(
+                        run.run_id,
+                        run.graph.name,
+                        node.id,
+                        index,
+                        outcome.ok,
+                        outcome.attempts,
+                        duration,
+                        None if outcome.ok else outcome.error,
+                        None if exc is None else type(exc).__name__,
+                        run.now_ms(),
+                    )
+                    run.dispatch.emit("item_finished", event)
+                if not outcome.ok:
+                    failures.append((index, outcome))
+                    cancel_scope.cancel()
+                    return
+                outputs[index] = outcome.output
+
+        limit = min(node.definition.max_concurrency or count, count)
+        if limit:
+            async with trio.open_nursery() as nursery:
+                for _ in range(limit):
+                    nursery.start_soon(worker, nursery.cancel_scope)
+        if failures:
+            index, outcome = failures[0]
+            outcome.error = f"item {index}: {outcome.error}"
+            return self._finish_failure(outcome)
+        return self._finish(StageStatus.SUCCEEDED, output=outputs)
+
+    def _finish_failure(self, outcome: _Outcome) -> StageResult[Any] | None:
+        returned = outcome.returned
+        return self._finish(
+            StageStatus.FAILED,
+            error=outcome.error,
+            exception=outcome.exception,
+            metadata=returned.metadata if returned is not None else None,
+            stage_name=returned.stage_name if returned is not None else None,
+        )
+
+    def _finish(
+        self,
+        status: StageStatus,
+        *,
+        output: Any = None,
+        error: str | None = None,
+        exception: BaseException | None = None,
+        metadata: dict[str, Any] | None = None,
+        stage_name: str | None = None,
+    ) -> StageResult[Any] | None:
+        """Record the stage's result; return what to send downstream (if anything)."""
+        run, node, state = self._run, self.node, self.state
+        now = run.now_ms()
+        started = state.started_at_ms
+        result = _new_result(
+            success=status is StageStatus.SUCCEEDED or status is StageStatus.SKIPPED,
+            stage_name=stage_name or node.id,
+            output=output,
+            error=error,
+            metadata=metadata if metadata is not None else {},
+            status=status,
+            attempts=state.attempts,
+            duration_ms=0.0 if started is None else round(now - started, 6),
+            profile=state.profile(now),
+            exception=exception,
+        )
+        state.running = False
+        run.record(node.index, result)
+        if run.reason is not None:
+            return None  # the run is being cancelled: send nothing downstream
+        return result
