@@ -87,6 +87,27 @@ class RetryConfig(BaseModel):
     jitter: float = 0.0
     """Randomise each delay by up to this fraction (0 to 1; 0 keeps it exact)."""
 
+    def __init__(
+        self,
+        *,
+        max_attempts: int = 1,
+        initial_delay_ms: float = 1000,
+        backoff_multiplier: float = 2.0,
+        max_delay_ms: float = 60000,
+        retryable_errors: Iterable[str] | None = None,
+        retry_on: Iterable[type[BaseException]] | None = None,
+        jitter: float = 0.0,
+    ) -> None:
+        super().__init__(
+            max_attempts=max_attempts,
+            initial_delay_ms=initial_delay_ms,
+            backoff_multiplier=backoff_multiplier,
+            max_delay_ms=max_delay_ms,
+            retryable_errors=_tuple(retryable_errors),
+            retry_on=None if retry_on is None else tuple(retry_on),
+            jitter=jitter,
+        )
+
     def delay_ms(self, attempt: int) -> float:
         """Return the delay, in ms, before *attempt* (2 or more)."""
         delay = min(
@@ -157,7 +178,7 @@ class StageDefinition(BaseModel):
             id=id,
             stage=stage,
             pattern=pattern,
-            inputs=tuple(inputs) if not isinstance(inputs, str) else (inputs,),
+            inputs=_tuple(inputs),
             condition=condition,
             retry_config=retry_config,
             timeout_ms=timeout_ms,
@@ -185,6 +206,23 @@ class PipelineDefinition(BaseModel):
 
     _graph: Graph | None = PrivateAttr(default=None)
 
+    def __init__(
+        self,
+        *,
+        name: str,
+        stages: Iterable[StageDefinition],
+        description: str | None = None,
+        fail_fast: bool = True,
+        timeout_ms: float | None = None,
+    ) -> None:
+        super().__init__(
+            name=name,
+            stages=tuple(stages),
+            description=description,
+            fail_fast=fail_fast,
+            timeout_ms=timeout_ms,
+        )
+
     def validate_pipeline(self) -> list[str]:
         """Return every problem with this definition (empty when valid).
 
@@ -197,3 +235,10 @@ class PipelineDefinition(BaseModel):
         if graph is not None:
             self._graph = graph
         return errors
+
+
+def _tuple(values: Iterable[str] | None) -> tuple[str, ...] | None:
+    # A lone string is one name, not a sequence of one-letter names.
+    if values is None or isinstance(values, str):
+        return None if values is None else (values,)
+    return tuple(values)

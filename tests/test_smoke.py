@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import trio
 
-from actors import PipelineContext, PipelineDefinition, PipelineExecutor, StageDefinition
+from actors import (
+    PipelineContext,
+    PipelineDefinition,
+    PipelineExecutor,
+    StageDefinition,
+)
 
 
 async def test_two_stage_chain_passes_the_output_downstream(
@@ -18,7 +23,10 @@ async def test_two_stage_chain_passes_the_output_downstream(
 
     pipeline = PipelineDefinition(
         name="chain",
-        stages=[StageDefinition("a", double), StageDefinition("b", double, inputs=["a"])],
+        stages=[
+            StageDefinition("a", double),
+            StageDefinition("b", double, inputs=["a"]),
+        ],
     )
     result = await PipelineExecutor().execute(pipeline, 3)
     assert result.success
