@@ -1,0 +1,347 @@
+"""What the command line shows while a pipeline runs, and the summary after it.
+
+Everything here is built on :class:`~actors.Observer`: a :class:`ProgressTracker`
+keeps one :class:`StageView` per stage up to date from the run's events.
+:class:`PlainProgress` prints one line per event (for logs and pipes);
+:func:`live_table` draws the tracker as a rich table (for terminals).
+
+rich is imported only inside the functions that draw with it, so the plain
+output works without the ``cli`` extra.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TextIO
+
+import trio
+
+from ._definition import ExecutionPattern, PipelineDefinition
+from ._events import (
+    ItemFinished,
+    Observer,
+    PipelineFinished,
+    PipelineStarted,
+    StageFinished,
+    StageRetrying,
+    StageStarted,
+)
+from ._results import PipelineResult, StageResult, StageStatus
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+WAITING = "waiting"
+RUNNING = "running"
+RETRYING = "retrying"
+
+STYLES = {
+    WAITING: "dim",
+    RUNNING: "bold cyan",
+    RETRYING: "bold yellow",
+    StageStatus.SUCCEEDED.value: "green",
+    StageStatus.FAILED.value: "bold red",
+    StageStatus.SKIPPED.value: "dim",
+    StageStatus.CANCELLED.value: "yellow",
+    StageStatus.UPSTREAM_FAILED.value: "magenta",
+}
+"""rich style of each state a stage can be shown in."""
+
+
+def format_ms(ms: float) -> str:
+    """Return a duration for people: ``"250 ms"`` below a second, else ``"1.25 s"``."""
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    return f"{ms / 1000:.2f} s"
+
+
+@dataclass(eq=False)
+class StageView:
+    """What the progress display knows about one stage."""
+
+    id: str
+    pattern: ExecutionPattern
+    critical: bool
+    inputs: tuple[str, ...]
+    state: str = WAITING
+    attempt: int = 0
+    items_total: int | None = None
+    items_done: int = 0
+    retries: int = 0
+    started_at_ms: float | None = None
+    finished_at_ms: float | None = None
+    note: str = ""
+
+    @property
+    def is_fan_out(self) -> bool:
+        """True for FAN_OUT stages, which report items done out of total."""
+        return self.pattern is ExecutionPattern.FAN_OUT
+
+    def items_text(self) -> str:
+        """Return ``"done/total"`` for a fan-out stage, ``""`` otherwise."""
+        if not self.is_fan_out:
+            return ""
+        total = "?" if self.items_total is None else str(self.items_total)
+        return f"{self.items_done}/{total}"
+
+    def state_text(self) -> str:
+        """Return the state as shown, with the attempt while it runs."""
+        if self.state == RUNNING and not self.is_fan_out and self.attempt > 1:
+            return f"running (attempt {self.attempt})"
+        if self.state == RETRYING:
+            return f"retrying (attempt {self.attempt} failed)"
+        return self.state
+
+
+class ProgressTracker(Observer):
+    """Follows one run of *pipeline* and keeps a :class:`StageView` per stage.
+
+    Fan-out totals come from the upstream stage's output (the list the stage
+    fans out over), so they are known as soon as the stage's input is.
+
+    Args:
+        pipeline: The definition being run.
+        initial_input: What the run starts with (the list, for a fan-out
+            stage with no inputs).
+    """
+
+    def __init__(self, pipeline: PipelineDefinition, initial_input: Any = None) -> None:
+        self.views = {
+            stage.id: StageView(
+                stage.id, stage.pattern, stage.critical, tuple(stage.inputs)
+            )
+            for stage in pipeline.stages
+        }
+        self.result: PipelineResult | None = None
+        self._start = 0.0
+        for view in self.views.values():
+            if view.is_fan_out and not view.inputs:
+                view.items_total = _length(initial_input)
+
+    def now_ms(self) -> float:
+        """Milliseconds since the run started (valid inside the run)."""
+        return (trio.current_time() - self._start) * 1000
+
+    def elapsed_ms(self, view: StageView) -> float | None:
+        """Return how long *view* has run so far (or ran), or None if not started."""
+        if view.started_at_ms is None:
+            return None
+        end = view.finished_at_ms
+        if end is None:
+            end = self.now_ms()
+        return max(0.0, end - view.started_at_ms)
+
+    def pipeline_started(self, event: PipelineStarted) -> None:
+        """Remember when the run started."""
+        self._start = trio.current_time() - event.at_ms / 1000
+
+    def stage_started(self, event: StageStarted) -> None:
+        """Mark the stage running, with its attempt."""
+        view = self.views[event.stage_id]
+        view.state = RUNNING
+        view.attempt = max(view.attempt, event.attempt)
+        if view.started_at_ms is None:
+            view.started_at_ms = event.at_ms
+
+    def stage_retrying(self, event: StageRetrying) -> None:
+        """Count the retry; a single (not fan-out) stage shows it is waiting."""
+        view = self.views[event.stage_id]
+        view.retries += 1
+        view.note = event.error
+        if event.item_index is None:
+            view.state = RETRYING
+
+    def item_finished(self, event: ItemFinished) -> None:
+        """Count a finished fan-out item."""
+        self.views[event.stage_id].items_done += 1
+
+    def stage_finished(self, event: StageFinished) -> None:
+        """Show the final status; tell downstream fan-out stages their total."""
+        result = event.result
+        view = self.views[event.stage_id]
+        view.state = result.status.value
+        view.attempt = result.attempts
+        view.finished_at_ms = event.at_ms
+        view.note = note_of(result)
+        if result.profile is not None:
+            if result.profile.started_at_ms is not None:
+                view.started_at_ms = result.profile.started_at_ms
+            if result.profile.items is not None:
+                view.items_total = result.profile.items
+        if result.status is StageStatus.SUCCEEDED:
+            for other in self.views.values():
+                if other.is_fan_out and other.inputs == (event.stage_id,):
+                    other.items_total = _length(result.output)
+
+    def pipeline_finished(self, event: PipelineFinished) -> None:
+        """Keep the result."""
+        self.result = event.result
+
+
+class PlainProgress(ProgressTracker):
+    """A tracker that also prints one line per stage event to *stream*.
+
+    Used when stdout is not a terminal: each line starts with the time since
+    the run started, so a captured output reads as a timeline. Fan-out items
+    are not printed one by one (there may be many); their retries are.
+    """
+
+    def __init__(
+        self, pipeline: PipelineDefinition, initial_input: Any, stream: TextIO
+    ) -> None:
+        super().__init__(pipeline, initial_input)
+        self._stream = stream
+        self._width = max((len(stage_id) for stage_id in self.views), default=0)
+
+    def _line(self, at_ms: float, stage_id: str, text: str) -> None:
+        print(
+            f"{at_ms / 1000:8.3f}s  {stage_id:<{self._width}}  {text}",
+            file=self._stream,
+            flush=True,
+        )
+
+    def stage_started(self, event: StageStarted) -> None:
+        """Print ``started`` for each attempt of a stage (not for each item)."""
+        first_item = event.item_index is not None and (
+            self.views[event.stage_id].started_at_ms is None
+        )
+        super().stage_started(event)
+        if event.item_index is None:
+            attempt = f" (attempt {event.attempt})" if event.attempt > 1 else ""
+            self._line(event.at_ms, event.stage_id, f"started{attempt}")
+        elif first_item:
+            view = self.views[event.stage_id]
+            self._line(event.at_ms, event.stage_id, f"started {view.items_text()}")
+
+    def stage_retrying(self, event: StageRetrying) -> None:
+        """Print the failed attempt, the error and the delay."""
+        super().stage_retrying(event)
+        item = "" if event.item_index is None else f"item {event.item_index} "
+        self._line(
+            event.at_ms,
+            event.stage_id,
+            f"{item}attempt {event.attempt} failed ({event.error}); "
+            f"retrying in {format_ms(event.delay_ms)}",
+        )
+
+    def stage_finished(self, event: StageFinished) -> None:
+        """Print the final status with attempts, duration and any note."""
+        super().stage_finished(event)
+        view = self.views[event.stage_id]
+        result = event.result
+        parts = [result.status.value]
+        if view.is_fan_out and view.items_total is not None:
+            parts.append(view.items_text())
+        if result.status in (StageStatus.SUCCEEDED, StageStatus.FAILED):
+            plural = "" if result.attempts == 1 else "s"
+            parts.append(
+                f"in {format_ms(result.duration_ms)}, {result.attempts} attempt{plural}"
+            )
+        if view.note:
+            parts.append(f"- {view.note}")
+        self._line(event.at_ms, event.stage_id, " ".join(parts))
+
+
+def note_of(result: StageResult[Any]) -> str:
+    """Return the one-line note a summary shows for *result* (error or reason)."""
+    if result.status is StageStatus.SKIPPED:
+        return str(result.metadata.get("reason", "skipped"))
+    if result.error:
+        return result.error.splitlines()[0]
+    return ""
+
+
+SUMMARY_HEADER = ("stage", "status", "attempts", "duration", "note")
+
+
+def summary_rows(result: PipelineResult) -> list[tuple[str, str, str, str, str]]:
+    """Return one row per stage: id, status, attempts, duration, note."""
+    rows = []
+    for stage_id, stage in result.stage_results.items():
+        duration = format_ms(stage.duration_ms) if stage.attempts else "-"
+        rows.append(
+            (
+                stage_id,
+                stage.status.value,
+                str(stage.attempts),
+                duration,
+                note_of(stage),
+            )
+        )
+    return rows
+
+
+def summary_footer(result: PipelineResult) -> str:
+    """Return the line under the summary: how the run ended, and how long it took."""
+    text = f"pipeline {result.pipeline!r} {result.status.value} in "
+    text += format_ms(result.total_duration_ms)
+    path = result.critical_path()
+    if len(path) > 1:
+        text += f"; critical path: {' -> '.join(path)}"
+    return text
+
+
+def plain_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Return *rows* under *header* as aligned plain-text columns."""
+    widths = [len(cell) for cell in header]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+    lines = []
+    for row in (header, *rows):
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def plain_summary(result: PipelineResult) -> str:
+    """Return the summary as plain text: a table and a footer line."""
+    table = plain_table(SUMMARY_HEADER, summary_rows(result))
+    return f"{table}\n{summary_footer(result)}"
+
+
+def rich_summary(result: PipelineResult) -> Table:
+    """Return the summary as a rich table, coloured by status."""
+    from rich.markup import escape  # noqa: PLC0415  # rich stays out of the core path
+    from rich.table import Table  # noqa: PLC0415
+
+    table = Table(title=f"pipeline {result.pipeline}", caption=summary_footer(result))
+    for name in SUMMARY_HEADER:
+        numeric = name in ("attempts", "duration")
+        table.add_column(name, justify="right" if numeric else "left")
+    for row in summary_rows(result):
+        table.add_row(escape(row[0]), _styled(row[1], row[1]), *map(escape, row[2:]))
+    return table
+
+
+def live_table(tracker: ProgressTracker) -> Table:
+    """Return the tracker's current state as a rich table (redrawn while it runs)."""
+    from rich.markup import escape  # noqa: PLC0415  # rich stays out of the core path
+    from rich.table import Table  # noqa: PLC0415
+
+    table = Table(box=None, show_edge=False, pad_edge=False)
+    for name in ("stage", "pattern", "status", "items", "time", "note"):
+        table.add_column(name, justify="right" if name == "time" else "left")
+    for view in tracker.views.values():
+        elapsed = tracker.elapsed_ms(view)
+        pattern = view.pattern.value + ("" if view.critical else ", non-critical")
+        table.add_row(
+            escape(view.id),
+            pattern,
+            _styled(view.state, view.state_text()),
+            view.items_text(),
+            "" if elapsed is None else format_ms(elapsed),
+            escape(view.note[:60]),
+        )
+    return table
+
+
+def _styled(state: str, text: str) -> str:
+    from rich.markup import escape  # noqa: PLC0415  # rich stays out of the core path
+
+    style = STYLES.get(state)
+    return f"[{style}]{escape(text)}[/]" if style else escape(text)
+
+
+def _length(value: Any) -> int | None:
+    return len(value) if isinstance(value, list | tuple) else None
