@@ -21,7 +21,13 @@ from ._events import (
 )
 from ._graph import Graph, graph_of
 from ._logging import LoggingObserver
-from ._results import PipelineResult, PipelineStatus, StageResult, StageStatus
+from ._results import (
+    PipelineResult,
+    PipelineStatus,
+    StageResult,
+    StageStatus,
+    construct,
+)
 from ._stage import Message, StageRunner, StageState
 
 _LOGGING = LoggingObserver()
@@ -290,7 +296,8 @@ class _Run:
         status = self.reason or (
             PipelineStatus.SUCCEEDED if success else PipelineStatus.FAILED
         )
-        result = PipelineResult(
+        result = construct(
+            PipelineResult,
             success=success,
             outputs=outputs,
             stage_results=stage_results,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Collection
 from typing import Any, Generic
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -54,11 +55,16 @@ class StageProfile(BaseModel):
     finished_at_ms: float | None = None
     """When its terminal status was decided."""
     queued_ms: float = 0.0
-    """Time from ready to first start (condition check; fan-out: item slot waits)."""
+    """Time from ready to first start; fan-out adds each item's wait for a slot.
+
+    Fan-out waits are summed over items, so they can exceed the duration."""
     attempt_ms: tuple[float, ...] = ()
-    """Running time of each attempt, in order (fan-out: of each item attempt)."""
+    """Running time of each attempt, in order, a cancelled one included.
+
+    Empty for fan-out stages, whose items are summarised by the ``item_*``
+    figures instead (one entry per item would not scale)."""
     backoff_ms: float = 0.0
-    """Time spent sleeping between attempts."""
+    """Time spent sleeping between attempts (fan-out: summed over items)."""
     items: int | None = None
     """Fan-out only: how many items the input list had."""
     item_p50_ms: float | None = None
@@ -67,11 +73,15 @@ class StageProfile(BaseModel):
     """Fan-out only: 95th percentile (nearest rank) of item durations."""
     item_max_ms: float | None = None
     """Fan-out only: the slowest item's duration."""
+    item_running_ms: float | None = None
+    """Fan-out only: time spent inside item attempts, summed over items."""
 
     @property
     def running_ms(self) -> float:
-        """Total time spent inside attempts."""
-        return sum(self.attempt_ms)
+        """Total time spent inside attempts (fan-out: summed over items)."""
+        if self.item_running_ms is not None:
+            return self.item_running_ms
+        return round(sum(self.attempt_ms), 6)
 
 
 class StageResult(BaseModel, Generic[OutputT]):
@@ -241,6 +251,8 @@ class PipelineResult(BaseModel):
 
         Starts from the stage that finished last and walks back, each time to
         the input that arrived last (the one the stage was waiting for).
+        Stages that never started (skipped, upstream failed, cancelled before
+        starting) end the path only if no stage started at all.
         """
         return critical_path(
             {
@@ -248,18 +260,31 @@ class PipelineResult(BaseModel):
                 for stage_id, r in self.stage_results.items()
             },
             self.dependencies,
+            started={
+                stage_id
+                for stage_id, r in self.stage_results.items()
+                if r.profile is not None and r.profile.started_at_ms is not None
+            },
         )
 
 
 def critical_path(
     finished_at: dict[str, float | None],
     dependencies: dict[str, tuple[str, ...]],
+    *,
+    started: Collection[str] | None = None,
 ) -> list[str]:
-    """Walk back from the last stage to finish through its latest input."""
+    """Walk back from the last stage to finish through its latest input.
+
+    If *started* is given, the path ends at the last stage to finish among
+    those that started (a stage that never ran did not take any time, so it
+    cannot have decided the makespan); the walk back takes any input.
+    """
     done = {s: t for s, t in finished_at.items() if t is not None}
     if not done:
         return []
-    current = _latest(list(done), done)
+    ran = [s for s in done if started is None or s in started]
+    current = _latest(ran or list(done), done)
     path = [current]
     while inputs := [s for s in dependencies.get(current, ()) if s in done]:
         current = _latest(inputs, done)
@@ -275,3 +300,45 @@ def _latest(stage_ids: list[str], finished_at: dict[str, float]) -> str:
         if finished_at[stage_id] > finished_at[best]:
             best = stage_id
     return best
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def construct(cls: type[ModelT], /, **fields: Any) -> ModelT:
+    """Build *cls* from fields the executor already knows to be valid.
+
+    The executor's hot path: what ``BaseModel.model_construct`` does (no
+    validation; missing fields take their defaults), about five times faster,
+    because the defaults are computed once per class. Only pydantic v2's
+    documented instance attributes are set.
+    """
+    try:
+        defaults, factories = _DEFAULTS[cls]
+    except KeyError:
+        defaults, factories = _DEFAULTS[cls] = _defaults_of(cls)
+    values = {**defaults, **fields}
+    for name, factory in factories:
+        if name not in values:
+            values[name] = factory()
+    model = cls.__new__(cls)
+    object.__setattr__(model, "__dict__", values)
+    object.__setattr__(model, "__pydantic_fields_set__", set(fields))
+    object.__setattr__(model, "__pydantic_extra__", None)
+    object.__setattr__(model, "__pydantic_private__", None)
+    return model
+
+
+_Defaults = tuple[dict[str, Any], tuple[tuple[str, Any], ...]]
+_DEFAULTS: dict[type[BaseModel], _Defaults] = {}
+
+
+def _defaults_of(cls: type[BaseModel]) -> _Defaults:
+    defaults: dict[str, Any] = {}
+    factories: list[tuple[str, Any]] = []
+    for name, info in cls.model_fields.items():
+        if info.default_factory is not None:
+            factories.append((name, info.default_factory))
+        elif not info.is_required():
+            defaults[name] = info.default
+    return defaults, tuple(factories)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from functools import partial
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -13,7 +14,7 @@ import trio
 from ._definition import ExecutionPattern
 from ._events import ItemFinished, StageRetrying, StageStarted
 from ._exceptions import StageContractError, StageTimeoutError
-from ._results import StageProfile, StageResult, StageStatus
+from ._results import StageProfile, StageResult, StageStatus, construct
 
 if TYPE_CHECKING:
     from ._executor import _Run
@@ -22,8 +23,9 @@ if TYPE_CHECKING:
 Message: TypeAlias = tuple[int, StageResult[Any]]
 """What an actor sends downstream: its stage index and its final result."""
 
-_new_result = StageResult.model_construct  # validated by construction
-_new_profile = StageProfile.model_construct
+# The executor builds results from values it has checked: skip validation.
+_new_result = partial(construct, StageResult)
+_new_profile = partial(construct, StageProfile)
 
 
 def describe(exc: BaseException) -> str:
@@ -44,12 +46,15 @@ class StageState:
     backoff_ms: float = 0.0
     items: int | None = None
     item_ms: array[float] | None = None
+    item_queued_ms: float = 0.0
+    item_running_ms: float = 0.0
     swallowed_cancel: bool = False
 
     def profile(self, finished_at_ms: float) -> StageProfile:
         """Freeze what was measured into a profile."""
         started, ready = self.started_at_ms, self.ready_at_ms
         queued = 0.0 if started is None or ready is None else started - ready
+        queued += self.item_queued_ms
         p50 = p95 = top = None
         if self.item_ms:
             ranked = sorted(self.item_ms)
@@ -67,6 +72,9 @@ class StageState:
             item_p50_ms=p50,
             item_p95_ms=p95,
             item_max_ms=top,
+            item_running_ms=None
+            if self.items is None
+            else round(self.item_running_ms, 6),
         )
 
     def cancelled(self, node: Node, why: str, now_ms: float) -> StageResult[Any]:
@@ -144,21 +152,19 @@ class StageRunner:
         node, inbox = self.node, self.inbox
         if inbox is None:
             return self.initial_input, None
-        received: dict[int, StageResult[Any]] = {}
         with inbox:
-            while len(received) < len(node.inputs):
-                index, result = await inbox.receive()
-                received[index] = result
+            received = [await inbox.receive() for _ in node.inputs]
         nodes = self._run.graph.nodes
-        for index in node.inputs:
-            status = received[index].status
+        for index, result in received:
+            status = result.status
             if status is StageStatus.UPSTREAM_FAILED or (
                 status is StageStatus.FAILED and nodes[index].definition.critical
             ):
                 return None, nodes[index].id
-        if len(node.inputs) == 1:
-            return received[node.inputs[0]].output, None
-        return {nodes[i].id: received[i].output for i in node.inputs}, None
+        if len(received) == 1:
+            return received[0][1].output, None
+        outputs = {index: result.output for index, result in received}
+        return {nodes[i].id: outputs[i] for i in node.inputs}, None
 
     async def _stage(self) -> StageResult[Any] | None:
         run, node, state = self._run, self.node, self.state
@@ -235,9 +241,13 @@ class StageRunner:
                 outcome = self._judge(raw)
             except Exception as exc:
                 outcome = _Outcome(False, error=describe(exc), exception=exc)
+            except BaseException:
+                # Cancelled (or interrupted): never retried, but the attempt
+                # did run until now, and the profile says so (issue 3).
+                self._ran(item, trio.current_time() - begin)
+                raise
             end = trio.current_time()
-            if item is None:
-                state.attempt_ms.append(round((end - begin) * 1000, 6))
+            self._ran(item, end - begin)
             if (
                 run.reason is not None
                 and (end - run.start) * 1000 > run.cancelled_at_ms
@@ -266,8 +276,20 @@ class StageRunner:
                     item,
                 )
                 run.dispatch.emit("stage_retrying", event)
-            await trio.sleep(delay_ms / 1000)
-            state.backoff_ms += delay_ms
+            pause = trio.current_time()
+            try:
+                await trio.sleep(delay_ms / 1000)
+            finally:
+                # Measured, so a backoff cut short by cancellation counts
+                # only the time actually spent (issue 3).
+                state.backoff_ms += (trio.current_time() - pause) * 1000
+
+    def _ran(self, item: int | None, seconds: float) -> None:
+        """Add one attempt's running time to the profile."""
+        if item is None:
+            self.state.attempt_ms.append(round(seconds * 1000, 6))
+        else:
+            self.state.item_running_ms += seconds * 1000
 
     def _timed_out(self, attempt: int, *, swallowed: bool) -> Exception:
         node = self.node
@@ -310,6 +332,19 @@ class StageRunner:
         state.items = count
         state.item_ms = array("d")
         state.started_at_ms = run.now_ms()
+        if run.dispatch.stage_started:
+            # The stage as a whole starts once; its items follow (issue 3).
+            started = StageStarted(
+                run.run_id,
+                run.graph.name,
+                node.id,
+                1,
+                state.started_at_ms,
+                None,
+                count,
+            )
+            run.dispatch.emit("stage_started", started)
+        fan_begin = trio.current_time()
         outputs: list[Any] = [None] * count
         failures: list[tuple[int, _Outcome]] = []
         work = iter(enumerate(items))
@@ -317,6 +352,8 @@ class StageRunner:
         async def worker(cancel_scope: trio.CancelScope) -> None:
             for index, item in work:
                 begin = trio.current_time()
+                # How long this item waited for a concurrency slot.
+                state.item_queued_ms += (begin - fan_begin) * 1000
                 outcome = await self._attempts(item, index)
                 end = trio.current_time()
                 duration = round((end - begin) * 1000, 6)
