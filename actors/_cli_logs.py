@@ -14,7 +14,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     Args:
         subparsers: The main parser's subparsers action.
     """
-    logs = subparsers.add_parser("logs", help="analyse a JSON-lines log of pipeline runs")
+    logs = subparsers.add_parser(
+        "logs", help="analyse a JSON-lines log of pipeline runs"
+    )
     logs.add_subparsers(dest="logs_command", required=True, metavar="COMMAND")
 
 

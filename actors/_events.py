@@ -27,7 +27,11 @@ class PipelineStarted:
 
 @dataclass(frozen=True, slots=True)
 class StageStarted:
-    """An attempt of a stage (or of one fan-out item) began."""
+    """An attempt of a stage (or of one fan-out item) began.
+
+    A fan-out stage first reports itself once (``attempt`` 1, ``item_index``
+    ``None``, ``items`` the number of items), then every item attempt.
+    """
 
     run_id: str
     pipeline: str
@@ -35,6 +39,7 @@ class StageStarted:
     attempt: int
     at_ms: float
     item_index: int | None = None
+    items: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +185,10 @@ class Dispatch:
                 self._disable(observer)
                 logger.error(
                     "observer_failed",
+                    # Every event has these; the log names the run (issue 3).
+                    run_id=getattr(event, "run_id", None),
+                    pipeline=getattr(event, "pipeline", None),
+                    stage_id=getattr(event, "stage_id", None),
                     observer=type(observer).__qualname__,
                     hook=hook,
                     error=f"{type(exc).__name__}: {exc}",

@@ -16,7 +16,7 @@ from ._events import (
     StageStarted,
     StageUnresponsive,
 )
-from ._results import StageStatus
+from ._results import PipelineStatus, StageStatus
 
 logger = structlog.get_logger("actors")
 
@@ -52,6 +52,9 @@ class LoggingObserver(Observer):
     def stage_started(self, event: StageStarted) -> None:
         """Log ``stage_started`` (``item_started`` at debug level for items)."""
         if event.item_index is None:
+            fields: dict[str, Any] = {}
+            if event.items is not None:
+                fields["items"] = event.items
             logger.info(
                 "stage_started",
                 run_id=event.run_id,
@@ -59,6 +62,7 @@ class LoggingObserver(Observer):
                 stage_id=event.stage_id,
                 attempt=event.attempt,
                 at_ms=event.at_ms,
+                **fields,
             )
         else:
             logger.debug(
@@ -72,33 +76,44 @@ class LoggingObserver(Observer):
             )
 
     def stage_retrying(self, event: StageRetrying) -> None:
-        """Log ``stage_retrying`` with the delay and the error."""
+        """Log ``stage_retrying`` with the delay and the error.
+
+        A fan-out item's retry adds its ``item_index``; it stays at warning
+        level, since a retry is worth seeing even when items are not.
+        """
+        fields: dict[str, Any] = {}
+        if event.item_index is not None:
+            fields["item_index"] = event.item_index
         logger.warning(
             "stage_retrying",
             run_id=event.run_id,
             pipeline=event.pipeline,
             stage_id=event.stage_id,
-            item_index=event.item_index,
             attempt=event.attempt,
             delay_ms=event.delay_ms,
             error=event.error,
             error_type=event.error_type,
             at_ms=event.at_ms,
+            **fields,
         )
 
     def item_finished(self, event: ItemFinished) -> None:
         """Log ``item_succeeded`` or ``item_failed`` at debug level."""
+        fields: dict[str, Any] = {}
+        if not event.success:
+            fields["error"] = event.error
+            fields["error_type"] = event.error_type
         logger.debug(
             "item_succeeded" if event.success else "item_failed",
             run_id=event.run_id,
             pipeline=event.pipeline,
             stage_id=event.stage_id,
             item_index=event.item_index,
+            status="succeeded" if event.success else "failed",
             attempts=event.attempts,
             duration_ms=event.duration_ms,
-            error=event.error,
-            error_type=event.error_type,
             at_ms=event.at_ms,
+            **fields,
         )
 
     def stage_finished(self, event: StageFinished) -> None:
@@ -141,7 +156,13 @@ class LoggingObserver(Observer):
         counts = {status.value: 0 for status in StageStatus}
         for stage in result.stage_results.values():
             counts[stage.status.value] += 1
-        log = logger.info if result.success else logger.error
+        # A run someone cancelled is worth a warning; a failure is an error.
+        if result.success:
+            log = logger.info
+        elif result.status is PipelineStatus.CANCELLED:
+            log = logger.warning
+        else:
+            log = logger.error
         log(
             "pipeline_finished",
             run_id=event.run_id,
