@@ -28,7 +28,6 @@ import importlib
 import importlib.util
 import inspect
 import json
-import logging
 import math
 import os
 import signal
@@ -41,6 +40,8 @@ from typing import Any, TextIO, cast
 
 import structlog
 import trio
+
+import actors.logging
 
 from . import __version__
 from ._cli_logs import register as register_logs
@@ -326,37 +327,22 @@ def _logging(args: argparse.Namespace) -> Iterator[bool]:
         yield False
         return
     fmt = args.log_format or "json"  # a log file is for machines unless told
-    level = logging.getLevelNamesMapping()[args.log_level.upper()]
     saved = structlog.get_config()
     with contextlib.ExitStack() as stack:
-        stream: TextIO | _Stderr
-        if args.log_file is None:
-            stream = _Stderr()
-        else:
+        # structlog only calls write() and flush(), which _Stderr has.
+        stream = cast(TextIO, _Stderr())
+        if args.log_file is not None:
             stream = stack.enter_context(
                 Path(args.log_file).open("a", encoding="utf-8")
             )
-        processors: list[Any] = [
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-        ]
-        if fmt == "json":
-            processors += [
-                structlog.processors.dict_tracebacks,
-                structlog.processors.JSONRenderer(sort_keys=False),
-            ]
-        else:
-            colours = args.log_file is None and sys.stderr.isatty()
-            processors.append(structlog.dev.ConsoleRenderer(colors=colours))
-        structlog.configure(
-            processors=processors,
-            wrapper_class=structlog.make_filtering_bound_logger(level),
-            # PrintLogger only calls write() and flush(), which _Stderr has.
-            logger_factory=structlog.PrintLoggerFactory(cast(TextIO, stream)),
-            cache_logger_on_first_use=False,
-        )
         try:
+            if fmt == "json":
+                actors.logging.configure_json(stream, level=args.log_level)
+            else:
+                colours = args.log_file is None and sys.stderr.isatty()
+                actors.logging.configure_console(
+                    stream, level=args.log_level, colors=colours
+                )
             yield True
         finally:
             structlog.configure(**saved)
@@ -478,9 +464,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     tracker: ProgressTracker | None = None
     if not args.no_progress:
         if rich_output:
-            tracker = ProgressTracker(pipeline, initial_input)
+            tracker = ProgressTracker(pipeline)
         else:
-            tracker = PlainProgress(pipeline, initial_input, sys.stdout)
+            tracker = PlainProgress(pipeline, sys.stdout)
     observers = [] if tracker is None else [tracker]
     clock: trio.abc.Clock | None = getattr(args, "clock", None)
 

@@ -82,7 +82,7 @@ class StageView:
         """Return ``"done/total"`` for a fan-out stage, ``""`` otherwise."""
         if not self.is_fan_out:
             return ""
-        total = "?" if self.items_total is None else str(self.items_total)
+        total = "-" if self.items_total is None else str(self.items_total)
         return f"{self.items_done}/{total}"
 
     def state_text(self) -> str:
@@ -97,16 +97,13 @@ class StageView:
 class ProgressTracker(Observer):
     """Follows one run of *pipeline* and keeps a :class:`StageView` per stage.
 
-    Fan-out totals come from the upstream stage's output (the list the stage
-    fans out over), so they are known as soon as the stage's input is.
+    A fan-out stage's item count arrives with its first ``stage_started``.
 
     Args:
         pipeline: The definition being run.
-        initial_input: What the run starts with (the list, for a fan-out
-            stage with no inputs).
     """
 
-    def __init__(self, pipeline: PipelineDefinition, initial_input: Any = None) -> None:
+    def __init__(self, pipeline: PipelineDefinition) -> None:
         self.views = {
             stage.id: StageView(
                 stage.id, stage.pattern, stage.critical, tuple(stage.inputs)
@@ -115,9 +112,6 @@ class ProgressTracker(Observer):
         }
         self.result: PipelineResult | None = None
         self._start = 0.0
-        for view in self.views.values():
-            if view.is_fan_out and not view.inputs:
-                view.items_total = _length(initial_input)
 
     def now_ms(self) -> float:
         """Milliseconds since the run started (valid inside the run)."""
@@ -141,6 +135,8 @@ class ProgressTracker(Observer):
         view = self.views[event.stage_id]
         view.state = RUNNING
         view.attempt = max(view.attempt, event.attempt)
+        if event.items is not None:
+            view.items_total = event.items
         if view.started_at_ms is None:
             view.started_at_ms = event.at_ms
 
@@ -157,7 +153,7 @@ class ProgressTracker(Observer):
         self.views[event.stage_id].items_done += 1
 
     def stage_finished(self, event: StageFinished) -> None:
-        """Show the final status; tell downstream fan-out stages their total."""
+        """Show the final status."""
         result = event.result
         view = self.views[event.stage_id]
         view.state = result.status.value
@@ -169,10 +165,6 @@ class ProgressTracker(Observer):
                 view.started_at_ms = result.profile.started_at_ms
             if result.profile.items is not None:
                 view.items_total = result.profile.items
-        if result.status is StageStatus.SUCCEEDED:
-            for other in self.views.values():
-                if other.is_fan_out and other.inputs == (event.stage_id,):
-                    other.items_total = _length(result.output)
 
     def pipeline_finished(self, event: PipelineFinished) -> None:
         """Keep the result."""
@@ -187,10 +179,8 @@ class PlainProgress(ProgressTracker):
     are not printed one by one (there may be many); their retries are.
     """
 
-    def __init__(
-        self, pipeline: PipelineDefinition, initial_input: Any, stream: TextIO
-    ) -> None:
-        super().__init__(pipeline, initial_input)
+    def __init__(self, pipeline: PipelineDefinition, stream: TextIO) -> None:
+        super().__init__(pipeline)
         self._stream = stream
         self._width = max((len(stage_id) for stage_id in self.views), default=0)
 
@@ -203,16 +193,14 @@ class PlainProgress(ProgressTracker):
 
     def stage_started(self, event: StageStarted) -> None:
         """Print ``started`` for each attempt of a stage (not for each item)."""
-        first_item = event.item_index is not None and (
-            self.views[event.stage_id].started_at_ms is None
-        )
         super().stage_started(event)
         if event.item_index is None:
-            attempt = f" (attempt {event.attempt})" if event.attempt > 1 else ""
-            self._line(event.at_ms, event.stage_id, f"started{attempt}")
-        elif first_item:
-            view = self.views[event.stage_id]
-            self._line(event.at_ms, event.stage_id, f"started {view.items_text()}")
+            text = "started"
+            if event.attempt > 1:
+                text += f" (attempt {event.attempt})"
+            if event.items is not None:
+                text += f" ({event.items} item{'s' * (event.items != 1)})"
+            self._line(event.at_ms, event.stage_id, text)
 
     def stage_retrying(self, event: StageRetrying) -> None:
         """Print the failed attempt, the error and the delay."""
@@ -341,7 +329,3 @@ def _styled(state: str, text: str) -> str:
 
     style = STYLES.get(state)
     return f"[{style}]{escape(text)}[/]" if style else escape(text)
-
-
-def _length(value: Any) -> int | None:
-    return len(value) if isinstance(value, list | tuple) else None

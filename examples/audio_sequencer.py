@@ -1,15 +1,36 @@
-"""The flagship pipeline: audio analysis to per-group plans, with simulated stages.
+"""The flagship pipeline: from a song to a light show plan, with simulated stages.
 
-audio -> (profile, lyrics) in parallel -> macro plan -> group plans (fan-out).
-Lyrics runs only when the analysis found vocals, and may fail without failing
-the run. Group planning calls a flaky simulated LLM provider from the context,
-with retries and a concurrency limit. Run it with ``python
-examples/audio_sequencer.py``.
+::
+
+    audio -> profile ----------> macro -> group_contexts -> groups (fan-out)
+          \\-> lyrics (optional) -/
+
+* ``audio`` analyses the song and records in the context's state whether it
+  has vocals;
+* ``profile`` and ``lyrics`` then run at the same time; ``lyrics`` runs only
+  when the song has vocals (CONDITIONAL) and may fail without failing the run
+  (``critical=False``);
+* ``macro`` plans the whole show from both (two inputs arrive as a dict);
+* ``groups`` plans each display group with the LLM, three at a time, retrying
+  when the simulated provider rate-limits.
+
+Every latency is simulated with ``trio.sleep`` (the run takes about 1.5 s) and
+the simulated provider is deterministic, so two runs tell the same story.
+Token use is counted in the context's metrics.
+
+Run it through the command line (this is what ``tox run -e example`` does)::
+
+    actors run examples/audio_sequencer.py:pipeline \\
+        --context examples/audio_sequencer.py:make_context
+
+or as a script: ``python examples/audio_sequencer.py``. Pass another song
+with ``--input '"instrumental.wav"'`` to see ``lyrics`` skipped.
 """
 
 from __future__ import annotations
 
-import random
+import collections
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,103 +49,181 @@ from actors import (
     success_result,
 )
 
+DEFAULT_SONG = "demo_song.wav"
+
 
 class RateLimitError(Exception):
     """The simulated provider is busy; worth a retry."""
 
 
+@dataclass(frozen=True)
+class Completion:
+    """What the simulated provider answers."""
+
+    text: str
+    tokens: int
+
+
+def _stable(text: str) -> int:
+    # A fixed number per prompt (unlike hash(), the same in every process).
+    return zlib.crc32(text.encode())
+
+
 @dataclass
-class FakeLLMProvider:
-    """Answers prompts after a realistic delay, and sometimes refuses."""
+class SimulatedLLM:
+    """Answers prompts after a realistic latency; some prompts get rate-limited.
 
-    failure_rate: float = 0.3
-    seed: int = 7
+    ``rate_limits`` says how many times a prompt is refused before it is
+    answered, so the story is the same on every run whatever the scheduling.
+    """
+
+    latency_s: float = 0.12
+    rate_limits: dict[str, int] = field(
+        default_factory=lambda: {"macro": 1, "group:chorus-lights": 1, "group:roof": 2}
+    )
     calls: int = 0
-    _random: random.Random = field(init=False)
+    _seen: collections.Counter[str] = field(default_factory=collections.Counter)
 
-    def __post_init__(self) -> None:
-        self._random = random.Random(self.seed)
-
-    async def complete(self, prompt: str, *, tokens: int) -> str:
-        """Return a completion for *prompt*, or raise RateLimitError."""
+    async def complete(self, prompt: str, *, max_tokens: int) -> Completion:
+        """Return a completion of *prompt*, or raise :class:`RateLimitError`."""
         self.calls += 1
-        await trio.sleep(self._random.uniform(0.05, 0.15))
-        if self._random.random() < self.failure_rate:
-            raise RateLimitError("rate_limit: try again later")
-        return f"plan({prompt}, {tokens} tokens)"
+        self._seen[prompt] += 1
+        await trio.sleep(self.latency_s + (_stable(prompt) % 5) / 100)
+        if self._seen[prompt] <= self.rate_limits.get(prompt, 0):
+            raise RateLimitError(f"rate_limit: {prompt!r} throttled, retry later")
+        tokens = min(max_tokens, 200 + _stable(prompt) % 300)
+        return Completion(f"plan for {prompt}", tokens)
 
 
-Context = PipelineContext[FakeLLMProvider]
+@dataclass(frozen=True)
+class JobConfig:
+    """What this job is about: the display groups of the house."""
+
+    display_groups: tuple[str, ...] = (
+        "roof",
+        "windows",
+        "tree",
+        "arch",
+        "chorus-lights",
+        "garage",
+        "path",
+        "star",
+    )
+    max_tokens: int = 800
 
 
-async def analyze_audio(path: str, context: Context) -> dict[str, Any]:
-    """Decode the song and find its tempo and sections."""
-    await trio.sleep(0.2)
-    context.set_state("has_lyrics", True)
-    context.add_metric("audio_duration_ms", 184_000)
-    return {"path": path, "tempo": 128, "sections": ["intro", "verse", "chorus"]}
+Context = PipelineContext[None]
+
+
+def _llm(context: Context) -> SimulatedLLM:
+    provider: SimulatedLLM = context.provider
+    return provider
+
+
+def _count_tokens(context: Context, completion: Completion) -> None:
+    context.increment_metric("llm_calls")
+    context.increment_metric("tokens_used", completion.tokens)
+
+
+class AudioAnalysisStage:
+    """Decodes the song and finds its tempo, sections and vocals."""
+
+    name = "audio_analysis"
+
+    async def execute(
+        self, path: str | None, context: Context
+    ) -> StageResult[dict[str, Any]]:
+        """Analyse *path* (the demo song when no input was given)."""
+        path = path or DEFAULT_SONG
+        await trio.sleep(0.3)
+        has_vocals = "instrumental" not in path
+        context.set_state("has_lyrics", has_vocals)
+        context.add_metric("audio_duration_ms", 184_000)
+        analysis = {
+            "path": path,
+            "tempo": 128,
+            "sections": ["intro", "verse", "chorus", "verse", "chorus", "outro"],
+        }
+        return success_result(analysis, stage_name=self.name)
 
 
 class AudioProfileStage:
-    """A stage object in the wave executor's style: returns a StageResult."""
+    """Asks the LLM to describe the song's energy and mood."""
 
     name = "audio_profile"
 
     async def execute(
         self, audio: dict[str, Any], context: Context
     ) -> StageResult[dict[str, Any]]:
-        """Describe the song's energy, one section at a time."""
-        await trio.sleep(0.3)
-        energy = {section: 0.5 + 0.1 * i for i, section in enumerate(audio["sections"])}
-        return success_result({"energy": energy}, stage_name=self.name)
+        """Describe the song, section by section."""
+        completion = await _llm(context).complete("profile", max_tokens=600)
+        _count_tokens(context, completion)
+        energy = {n: round(0.4 + 0.1 * n, 1) for n in range(len(audio["sections"]))}
+        return success_result(
+            {"mood": "festive", "energy": energy, "notes": completion.text},
+            stage_name=self.name,
+        )
 
 
 async def transcribe_lyrics(audio: dict[str, Any], context: Context) -> list[str]:
-    """Find the words; non-critical, so a failure only loses the lyrics."""
+    """Find the words (only for songs with vocals; a failure only loses them)."""
     await trio.sleep(0.25)
-    return ["la", "la", "la"]
+    return ["deck", "the", "halls"]
 
 
 class MacroPlannerStage:
-    """Plans the whole show from the profile and (maybe) the lyrics."""
+    """Plans the whole show from the profile and, when there are any, the lyrics."""
 
     name = "macro_planner"
 
-    async def execute(self, inputs: dict[str, Any], context: Context) -> StageResult[Any]:
-        """Turn the profile and lyrics into one plan per display group."""
+    async def execute(
+        self, inputs: dict[str, Any], context: Context
+    ) -> StageResult[dict[str, Any]]:
+        """Turn ``{"profile": ..., "lyrics": ...}`` into one theme per section."""
         if inputs["profile"] is None:
             return failure_result("no audio profile", stage_name=self.name)
-        plan = await context.deps.complete("macro", tokens=1500)
-        context.increment_metric("tokens_used", 1500)
-        groups = [f"group-{n}" for n in range(8)]
-        return success_result({"plan": plan, "groups": groups}, stage_name=self.name)
+        job: JobConfig = context.job_config
+        completion = await _llm(context).complete("macro", max_tokens=job.max_tokens)
+        _count_tokens(context, completion)
+        plan = {
+            "theme": "warm white with red accents",
+            "sings_along": inputs["lyrics"] is not None,
+            "notes": completion.text,
+        }
+        return success_result(plan, stage_name=self.name)
 
 
-async def list_groups(macro: dict[str, Any], context: Context) -> list[str]:
-    """Hand the display groups to the fan-out stage."""
-    return list(macro["groups"])
+async def build_group_contexts(
+    macro: dict[str, Any], context: Context
+) -> list[dict[str, Any]]:
+    """Give each display group the plan it must follow (the fan-out's list)."""
+    job: JobConfig = context.job_config
+    return [{"group": group, "theme": macro["theme"]} for group in job.display_groups]
 
 
-async def plan_group(group: str, context: Context) -> str:
-    """Plan one display group with the LLM (retried when rate limited)."""
-    plan = await context.deps.complete(group, tokens=400)
-    context.increment_metric("tokens_used", 400)
-    return plan
+async def plan_group(group: dict[str, Any], context: Context) -> dict[str, Any]:
+    """Plan one display group with the LLM (retried when rate-limited)."""
+    job: JobConfig = context.job_config
+    prompt = f"group:{group['group']}"
+    completion = await _llm(context).complete(prompt, max_tokens=job.max_tokens)
+    _count_tokens(context, completion)
+    return {"group": group["group"], "plan": completion.text}
 
 
 def build_pipeline() -> PipelineDefinition:
     """Return the audio sequencer pipeline."""
     return PipelineDefinition(
         name="audio_sequencer",
+        description="From a song to a plan for every display group.",
         stages=[
-            StageDefinition("audio", analyze_audio),
+            StageDefinition("audio", AudioAnalysisStage(), description="analysis"),
             StageDefinition("profile", AudioProfileStage(), inputs=["audio"]),
             StageDefinition(
                 "lyrics",
                 transcribe_lyrics,
                 pattern=ExecutionPattern.CONDITIONAL,
                 inputs=["audio"],
-                condition=lambda ctx: bool(ctx.get_state("has_lyrics", False)),
+                condition=lambda context: bool(context.get_state("has_lyrics")),
                 critical=False,
             ),
             StageDefinition(
@@ -132,10 +231,12 @@ def build_pipeline() -> PipelineDefinition:
                 MacroPlannerStage(),
                 inputs=["profile", "lyrics"],
                 retry_config=RetryConfig(
-                    max_attempts=4, initial_delay_ms=100, retryable_errors=["rate_limit"]
+                    max_attempts=3,
+                    initial_delay_ms=100,
+                    retryable_errors=["rate_limit"],
                 ),
             ),
-            StageDefinition("group_contexts", list_groups, inputs=["macro"]),
+            StageDefinition("group_contexts", build_group_contexts, inputs=["macro"]),
             StageDefinition(
                 "groups",
                 plan_group,
@@ -144,7 +245,7 @@ def build_pipeline() -> PipelineDefinition:
                 max_concurrency=3,
                 timeout_ms=1000,
                 retry_config=RetryConfig(
-                    max_attempts=5, initial_delay_ms=100, retry_on=(RateLimitError,)
+                    max_attempts=4, initial_delay_ms=100, retry_on=(RateLimitError,)
                 ),
             ),
         ],
@@ -155,15 +256,14 @@ pipeline = build_pipeline()
 
 
 def make_context() -> Context:
-    """Return a fresh context carrying the simulated provider."""
-    return PipelineContext(deps=FakeLLMProvider())
+    """Return a fresh context: the simulated provider and the job's settings."""
+    return PipelineContext(provider=SimulatedLLM(), job_config=JobConfig())
 
 
-async def main() -> PipelineResult:
-    """Run the pipeline once and print what happened."""
-    context = make_context()
+async def main(song: str | None = None) -> PipelineResult:
+    """Run the pipeline once on *song* and print what happened."""
     result = await PipelineExecutor(log_events=False).execute(
-        pipeline, "song.wav", context
+        pipeline, song, make_context()
     )
     for stage_id, stage in result.stage_results.items():
         print(f"{stage_id:16} {stage.status:10} attempts={stage.attempts}")
@@ -173,6 +273,7 @@ async def main() -> PipelineResult:
 
 
 if __name__ == "__main__":
-    outcome = trio.run(main)
-    raise SystemExit(0 if outcome.success else 1)
+    import sys
 
+    outcome = trio.run(main, sys.argv[1] if len(sys.argv) > 1 else None)
+    raise SystemExit(0 if outcome.success else 1)
