@@ -181,7 +181,7 @@ class StageRunner:
         definition = node.definition
         if definition.condition is not None:
             try:
-                go = definition.condition(run.context)
+                go = bool(definition.condition(run.context))
             except Exception as exc:
                 return self._finish_failure(
                     _Outcome(

@@ -863,3 +863,26 @@ def test_run_outside_trio() -> None:
     assert stage is not None
     assert stage.status is StageStatus.SUCCEEDED
     assert result.get_result("missing") is None
+
+
+async def test_condition_whose_truth_value_raises_fails_the_stage(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A condition result that cannot be turned into a bool fails the stage, not the run."""
+
+    class Ambiguous:
+        def __bool__(self) -> bool:
+            raise ValueError("truth value is ambiguous")
+
+    result = await execute(
+        pipeline(
+            StageDefinition("c", sleeper(1), condition=lambda ctx: Ambiguous()),  # type: ignore[arg-type,return-value]  # on purpose
+            StageDefinition("other", sleeper(1)),
+            fail_fast=False,
+        )
+    )
+    assert (
+        result.stage_results["c"].error
+        == "condition raised ValueError: truth value is ambiguous"
+    )
+    assert result.stage_results["other"].status is StageStatus.SUCCEEDED
