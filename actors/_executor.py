@@ -134,7 +134,8 @@ class _Run:
         self.dispatch = dispatch
         self.grace_s = grace_s
         self.run_id = uuid.uuid4().hex
-        self.start = 0.0
+        self.clock = trio.lowlevel.current_clock()
+        self.start = self.clock.current_time()
         self.scope = trio.CancelScope()
         self.reason: PipelineStatus | None = None
         self.why = ""
@@ -145,7 +146,7 @@ class _Run:
 
     def now_ms(self) -> float:
         """Milliseconds since the run started, from the trio clock."""
-        return round((trio.current_time() - self.start) * 1000, 6)
+        return round((self.clock.current_time() - self.start) * 1000, 6)
 
     def cancel(self, reason: PipelineStatus, why: str) -> None:
         """Cancel every actor; the first reason given is the one reported."""
@@ -175,7 +176,6 @@ class _Run:
 
     async def run(self, initial_input: Any) -> PipelineResult:
         graph = self.graph
-        self.start = trio.current_time()
         if self.dispatch.pipeline_started:
             self.dispatch.emit(
                 "pipeline_started",

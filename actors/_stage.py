@@ -58,9 +58,9 @@ class StageState:
         p50 = p95 = top = None
         if self.item_ms:
             ranked = sorted(self.item_ms)
-            p50 = ranked[math.ceil(0.50 * len(ranked)) - 1]
-            p95 = ranked[math.ceil(0.95 * len(ranked)) - 1]
-            top = ranked[-1]
+            p50 = round(ranked[math.ceil(0.50 * len(ranked)) - 1], 6)
+            p95 = round(ranked[math.ceil(0.95 * len(ranked)) - 1], 6)
+            top = round(ranked[-1], 6)
         return _new_profile(
             ready_at_ms=ready,
             started_at_ms=started,
@@ -107,6 +107,8 @@ class _Outcome:
     exception: BaseException | None = None
     returned: StageResult[Any] | None = None
     attempts: int = 0
+    begin: float = 0.0
+    end: float = 0.0
 
 
 class StageRunner:
@@ -214,10 +216,16 @@ class StageRunner:
         return self._finish(StageStatus.SUCCEEDED, output=outcome.output)
 
     async def _attempts(self, value: Any, item: int | None) -> _Outcome:
-        """Run the stage function on *value* until it succeeds or may not retry."""
+        """Run the stage function on *value* until it succeeds or may not retry.
+
+        The outcome's ``begin`` and ``end`` are the trio times of the first
+        attempt's start and the last attempt's end.
+        """
         run, node, state = self._run, self.node, self.state
         retry, call, context = node.retry, node.call, run.context
-        timeout = node.timeout_s
+        timeout, clock = node.timeout_s, run.clock
+        returns_result = node.returns_result
+        first_begin = None
         attempt = 0
         while True:
             attempt += 1
@@ -227,26 +235,31 @@ class StageRunner:
                     run.run_id, run.graph.name, node.id, attempt, run.now_ms(), item
                 )
                 run.dispatch.emit("stage_started", started)
-            begin = trio.current_time()
+            begin = clock.current_time()
+            if first_begin is None:
+                first_begin = begin
             try:
                 if timeout is None:
                     raw = await call(value, context)
                 else:
                     with trio.CancelScope(deadline=begin + timeout) as scope:
                         raw = await call(value, context)
-                    if scope.cancelled_caught or trio.current_time() > scope.deadline:
+                    if scope.cancelled_caught or clock.current_time() > scope.deadline:
                         raise self._timed_out(
                             attempt, swallowed=not scope.cancelled_caught
                         )
-                outcome = self._judge(raw)
+                if returns_result or isinstance(raw, StageResult):
+                    outcome = self._judge(raw)
+                else:
+                    outcome = _Outcome(True, output=raw)
             except Exception as exc:
                 outcome = _Outcome(False, error=describe(exc), exception=exc)
             except BaseException:
                 # Cancelled (or interrupted): never retried, but the attempt
                 # did run until now, and the profile says so (issue 3).
-                self._ran(item, trio.current_time() - begin)
+                self._ran(item, clock.current_time() - begin)
                 raise
-            end = trio.current_time()
+            end = clock.current_time()
             self._ran(item, end - begin)
             if (
                 run.reason is not None
@@ -256,6 +269,7 @@ class StageRunner:
                 state.swallowed_cancel = True
                 await trio.lowlevel.checkpoint()
             outcome.attempts = attempt
+            outcome.begin, outcome.end = first_begin, end
             if outcome.ok or (
                 attempt >= retry.max_attempts
                 or not retry.should_retry(outcome.error, outcome.exception)
@@ -344,20 +358,19 @@ class StageRunner:
                 count,
             )
             run.dispatch.emit("stage_started", started)
-        fan_begin = trio.current_time()
+        fan_begin = run.clock.current_time()
+        item_ms = state.item_ms
         outputs: list[Any] = [None] * count
         failures: list[tuple[int, _Outcome]] = []
         work = iter(enumerate(items))
 
         async def worker(cancel_scope: trio.CancelScope) -> None:
             for index, item in work:
-                begin = trio.current_time()
-                # How long this item waited for a concurrency slot.
-                state.item_queued_ms += (begin - fan_begin) * 1000
                 outcome = await self._attempts(item, index)
-                end = trio.current_time()
-                duration = round((end - begin) * 1000, 6)
-                state.item_ms.append(duration)  # type: ignore[union-attr]  # set above
+                # How long this item waited for a concurrency slot.
+                state.item_queued_ms += (outcome.begin - fan_begin) * 1000
+                duration = (outcome.end - outcome.begin) * 1000
+                item_ms.append(duration)
                 if run.dispatch.item_finished:
                     exc = outcome.exception
                     event = ItemFinished(
@@ -367,7 +380,7 @@ class StageRunner:
                         index,
                         outcome.ok,
                         outcome.attempts,
-                        duration,
+                        round(duration, 6),
                         None if outcome.ok else outcome.error,
                         None if exc is None else type(exc).__name__,
                         run.now_ms(),
