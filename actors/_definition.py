@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import enum
 import random
-from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeAlias, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
@@ -235,6 +235,14 @@ class PipelineDefinition(BaseModel):
         if graph is not None:
             self._graph = graph
         return errors
+
+    def model_copy(
+        self, *, update: Mapping[str, Any] | None = None, deep: bool = False
+    ) -> Self:
+        """Return a copy (see pydantic); it is validated afresh when first run."""
+        copy = super().model_copy(update=update, deep=deep)
+        copy._graph = None  # the update may change the stages: never reuse the graph
+        return copy
 
 
 def _tuple(values: Iterable[str] | None) -> tuple[str, ...] | None:

@@ -6,7 +6,8 @@ pipelines are just two more things it runs:
 * ``ingest`` is cancelled when the application is asked to stop (SIGINT or
   SIGTERM): its context's ``cancel_token`` is the application's own stop event.
 * ``report`` has a deadline: a task of the application sets its cancel token
-  after ``report_deadline_s``, and the slow report is cancelled cleanly.
+  after ``report_deadline_s`` (or as soon as the application stops), and the
+  slow report is cancelled cleanly.
 * Both run at the same time, next to a heartbeat task, with one executor and
   one observer that counts finished stages.
 
@@ -98,10 +99,11 @@ async def stop_on_signals(stop: trio.Event) -> None:
             stop.set()
 
 
-async def set_after(seconds: float, event: trio.Event) -> None:
-    """Set *event* after *seconds*: a deadline expressed as a cancel token."""
-    await trio.sleep(seconds)
-    event.set()
+async def deadline(seconds: float, stop: trio.Event, token: trio.Event) -> None:
+    """Set *token* after *seconds*, or as soon as *stop* is set if that is sooner."""
+    with trio.move_on_after(seconds):
+        await stop.wait()
+    token.set()
 
 
 async def heartbeat(beats: list[float]) -> None:
@@ -128,7 +130,7 @@ async def main(report_deadline_s: float = 0.5) -> dict[str, PipelineResult]:
         app.start_soon(stop_on_signals, stop)
         app.start_soon(heartbeat, beats)
         report_token = trio.Event()
-        app.start_soon(set_after, report_deadline_s, report_token)
+        app.start_soon(deadline, report_deadline_s, stop, report_token)
         async with trio.open_nursery() as pipelines:
             pipelines.start_soon(
                 run, "ingest", ingest, "sensors", PipelineContext(cancel_token=stop)

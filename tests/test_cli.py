@@ -503,3 +503,23 @@ def test_python_m_actors_runs_without_rich() -> None:
     )
     assert (done.returncode, done.stderr) == (0, "")
     assert done.stdout.startswith("stage       status     attempts  duration  note\n")
+
+
+async def test_model_copy_of_a_pipeline_does_not_reuse_its_compiled_graph(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A copy with other stages runs those stages, not the original's cached graph."""
+    from actors import PipelineDefinition, StageDefinition
+
+    async def one(value: object, context: object) -> int:
+        return 1
+
+    async def two(value: object, context: object) -> int:
+        return 2
+
+    original = PipelineDefinition(name="p", stages=[StageDefinition("s", one)])
+    executor = PipelineExecutor(log_events=False)
+    assert (await executor.execute(original)).outputs == {"s": 1}
+    copy = original.model_copy(update={"stages": (StageDefinition("s", two),)})
+    assert (await executor.execute(copy)).outputs == {"s": 2}
+    assert (await executor.execute(original)).outputs == {"s": 1}
