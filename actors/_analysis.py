@@ -1,0 +1,543 @@
+"""Reading a JSON-lines log back into runs: typed records of what happened.
+
+The log may hold many runs, interleaved, mixed with the application's own
+events; each line is one JSON object as written by
+:func:`actors.logging.configure_json` (or any structlog JSON setup that keeps
+the event name under ``"event"``). Nothing here raises on bad input: lines
+that are not JSON objects, or that look like the library's events but carry
+fields of the wrong type, are skipped and counted.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ._results import PipelineStatus, StageStatus, critical_path
+
+__all__ = [
+    "LogReport",
+    "RetryRecord",
+    "RunRecord",
+    "StageRecord",
+    "parse_log",
+    "read_log",
+]
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+_MAX_MALFORMED_LINES = 100
+
+
+class RetryRecord(BaseModel):
+    """One failed attempt that was retried (a ``stage_retrying`` event)."""
+
+    model_config = _FROZEN
+
+    attempt: int
+    """The attempt that failed (the next one is ``attempt + 1``)."""
+    delay_ms: float
+    """The backoff before the next attempt."""
+    error: str
+    """Why the attempt failed."""
+    error_type: str | None = None
+    """The exception's class name, if an exception failed it."""
+    at_ms: float
+    """When it failed, in ms since the run started."""
+    item_index: int | None = None
+    """For a fan-out stage, the item that failed."""
+
+
+class StageRecord(BaseModel):
+    """One stage of one run, as its events tell it (times in ms since run start).
+
+    ``status`` is ``None`` when the log ends before the stage did (an
+    incomplete run); then only ``started_at_ms`` and ``attempts`` may be known.
+    """
+
+    model_config = _FROZEN
+
+    stage_id: str
+    """The stage's id."""
+    inputs: tuple[str, ...] = ()
+    """The stages it depends on (empty if the run's start was not logged)."""
+    status: StageStatus | None = None
+    """The terminal status, or ``None`` if the stage never finished in the log."""
+    attempts: int = 0
+    """How many times it ran (fan-out: summed over items)."""
+    ready_at_ms: float | None = None
+    """When its inputs were all ready (``None``: they never were)."""
+    started_at_ms: float | None = None
+    """When its first attempt started."""
+    finished_at_ms: float | None = None
+    """When it reached its terminal status."""
+    duration_ms: float = 0.0
+    """From first start to the end."""
+    queued_ms: float = 0.0
+    """Waiting for a concurrency slot once ready (fan-out: summed over items)."""
+    attempt_ms: tuple[float, ...] = ()
+    """Running time of each attempt (empty for fan-out stages)."""
+    running_ms: float = 0.0
+    """Time inside attempts (fan-out: summed over items)."""
+    backoff_ms: float = 0.0
+    """Time between attempts (fan-out: summed over items)."""
+    error: str | None = None
+    """Why it failed, was cancelled, or never ran."""
+    error_type: str | None = None
+    """The exception's class name, for failures raised as exceptions."""
+    reason: str | None = None
+    """Why it was skipped."""
+    retries: tuple[RetryRecord, ...] = ()
+    """Every retried failure, in order."""
+    items: int | None = None
+    """Fan-out only: how many items."""
+    item_p50_ms: float | None = None
+    """Fan-out only: median item duration."""
+    item_p95_ms: float | None = None
+    """Fan-out only: 95th percentile item duration."""
+    item_max_ms: float | None = None
+    """Fan-out only: slowest item duration."""
+
+    @property
+    def wait_ms(self) -> float | None:
+        """Time spent waiting for its inputs (the run starts every stage at 0)."""
+        return self.ready_at_ms
+
+    @property
+    def state(self) -> str:
+        """The status, or ``running`` / ``pending`` for an unfinished stage."""
+        if self.status is not None:
+            return self.status.value
+        return "pending" if self.started_at_ms is None else "running"
+
+
+class RunRecord(BaseModel):
+    """One run (one ``execute`` call): its stages and how it ended."""
+
+    model_config = _FROZEN
+
+    run_id: str
+    """The run's unique id."""
+    pipeline: str
+    """The pipeline's name."""
+    complete: bool
+    """False if the log has no ``pipeline_finished`` for it (crashed or running)."""
+    status: PipelineStatus | None = None
+    """How it ended; ``None`` if incomplete."""
+    success: bool | None = None
+    """Whether it succeeded; ``None`` if incomplete."""
+    duration_ms: float | None = None
+    """The makespan; ``None`` if incomplete."""
+    last_event_ms: float = 0.0
+    """The time of its latest event (the extent of an incomplete run)."""
+    timestamp: str | None = None
+    """The ``timestamp`` of its ``pipeline_started`` line, if the app added one."""
+    fail_fast: bool | None = None
+    """The pipeline's ``fail_fast`` (``None`` if its start was not logged)."""
+    timeout_ms: float | None = None
+    """The pipeline's own timeout, if any."""
+    stages: dict[str, StageRecord]
+    """Every stage, in declaration order."""
+    critical_path: list[str]
+    """The chain of stages that decided the makespan (of what finished)."""
+    unresponsive: list[str] = []
+    """Stages reported as not stopping after cancellation."""
+    observer_failures: int = 0
+    """How many observers raised and were disabled in this run."""
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """How many stages ended in each status (plus running and pending)."""
+        counts = {status.value: 0 for status in StageStatus}
+        for stage in self.stages.values():
+            counts[stage.state] = counts.get(stage.state, 0) + 1
+        return counts
+
+    @property
+    def failed_stages(self) -> list[str]:
+        """Ids of the stages that failed."""
+        failed = StageStatus.FAILED
+        return [s.stage_id for s in self.stages.values() if s.status is failed]
+
+    @property
+    def state(self) -> str:
+        """The status, or ``incomplete``."""
+        return "incomplete" if self.status is None else self.status.value
+
+    def slowest(self, count: int = 3) -> list[StageRecord]:
+        """Return the *count* longest-running finished stages, longest first."""
+        done = [s for s in self.stages.values() if s.status is not None]
+        done.sort(key=lambda s: s.duration_ms, reverse=True)
+        return [s for s in done[:count] if s.duration_ms > 0]
+
+
+class LogReport(BaseModel):
+    """Everything read from one log: its runs, and what was not a run event."""
+
+    model_config = _FROZEN
+
+    source: str | None = None
+    """Where the log came from (a path, or ``None``)."""
+    runs: list[RunRecord]
+    """Every run, in the order their first event appears."""
+    lines: int = 0
+    """Non-blank lines read."""
+    events: int = 0
+    """Lines that were events of a run."""
+    other: int = 0
+    """JSON objects that were not the library's events (the application's)."""
+    malformed: int = 0
+    """Lines skipped: not a JSON object, or a run event with bad fields."""
+    malformed_lines: tuple[int, ...] = ()
+    """Line numbers (from 1) of the first hundred malformed lines."""
+
+    @property
+    def incomplete(self) -> list[RunRecord]:
+        """The runs with no ``pipeline_finished`` (crashed or still running)."""
+        return [run for run in self.runs if not run.complete]
+
+    def run(self, run_id: str) -> RunRecord:
+        """Return the run whose id is *run_id* or starts with it.
+
+        Raises:
+            LookupError: No run matches, or a prefix matches several; the
+                message lists the runs.
+        """
+        matches = [r for r in self.runs if r.run_id.startswith(run_id)]
+        exact = [r for r in matches if r.run_id == run_id]
+        if exact:
+            return exact[0]
+        if len(matches) == 1:
+            return matches[0]
+        known = ", ".join(r.run_id for r in self.runs) or "none"
+        if matches:
+            raise LookupError(
+                f"run id {run_id!r} is ambiguous: it starts "
+                f"{len(matches)} runs; give more of it (runs: {known})"
+            )
+        raise LookupError(f"no run {run_id!r} in the log; runs: {known}")
+
+
+def read_log(file: str | os.PathLike[str] | TextIO) -> LogReport:
+    """Read a JSON-lines log from a path or an open text stream.
+
+    Undecodable bytes become malformed lines, never an error.
+
+    Raises:
+        OSError: The file cannot be opened or read.
+    """
+    if isinstance(file, str | os.PathLike):
+        with open(file, encoding="utf-8", errors="replace") as stream:
+            return parse_log(stream, source=os.fspath(file))
+    return parse_log(file, source=getattr(file, "name", None))
+
+
+def parse_log(lines: Iterable[str], *, source: str | None = None) -> LogReport:
+    """Parse JSON lines (any iterable of strings) into a :class:`LogReport`."""
+    builders: dict[str, _RunBuilder] = {}
+    counted = events = other = malformed = 0
+    bad: list[int] = []
+    for number, line in enumerate(lines, 1):
+        text = line.strip()
+        if not text:
+            continue
+        counted += 1
+        kind = _read_line(text, builders)
+        if kind is _Kind.EVENT:
+            events += 1
+        elif kind is _Kind.OTHER:
+            other += 1
+        else:
+            malformed += 1
+            if len(bad) < _MAX_MALFORMED_LINES:
+                bad.append(number)
+    return LogReport(
+        source=source,
+        runs=[builder.build() for builder in builders.values()],
+        lines=counted,
+        events=events,
+        other=other,
+        malformed=malformed,
+        malformed_lines=tuple(bad),
+    )
+
+
+# --- the events as logged ------------------------------------------------------
+
+_LAX = ConfigDict(extra="ignore", frozen=True)
+
+
+class _Event(BaseModel):
+    model_config = _LAX
+    run_id: str
+    pipeline: str
+    at_ms: float = 0.0
+
+
+class _PipelineStartedLine(_Event):
+    stages: list[str]
+    dependencies: dict[str, list[str]]
+    fail_fast: bool | None = None
+    timeout_ms: float | None = None
+    timestamp: str | None = None
+
+
+class _PipelineFinishedLine(_Event):
+    status: PipelineStatus
+    success: bool
+    duration_ms: float
+
+
+class _StageLine(_Event):
+    stage_id: str
+
+
+class _StartedLine(_StageLine):
+    attempt: int
+    item_index: int | None = None
+    items: int | None = None
+
+
+class _RetryingLine(_StageLine):
+    attempt: int
+    delay_ms: float
+    error: str
+    error_type: str | None = None
+    item_index: int | None = None
+
+
+class _StageEndedLine(_StageLine):
+    status: StageStatus
+    attempts: int
+    duration_ms: float
+    error: str | None = None
+    error_type: str | None = None
+    reason: str | None = None
+    ready_at_ms: float | None = None
+    started_at_ms: float | None = None
+    finished_at_ms: float | None = None
+    queued_ms: float = 0.0
+    attempt_ms: tuple[float, ...] = ()
+    backoff_ms: float = 0.0
+    items: int | None = None
+    item_p50_ms: float | None = None
+    item_p95_ms: float | None = None
+    item_max_ms: float | None = None
+    item_running_ms: float | None = None
+
+
+# stage_succeeded, stage_failed, stage_skipped, ...
+_STAGE_ENDED = frozenset(f"stage_{status.value}" for status in StageStatus)
+_ITEM_ENDED = frozenset({"item_succeeded", "item_failed"})
+_KNOWN = (
+    _STAGE_ENDED
+    | _ITEM_ENDED
+    | {
+        "pipeline_started",
+        "pipeline_finished",
+        "stage_started",
+        "item_started",
+        "stage_retrying",
+        "stage_unresponsive",
+        "observer_failed",
+    }
+)
+
+
+class _Kind(enum.Enum):
+    EVENT = "event"
+    OTHER = "other"
+    MALFORMED = "malformed"
+
+
+def _read_line(text: str, builders: dict[str, _RunBuilder]) -> _Kind:
+    """Fold one line into its run; say what kind of line it was."""
+    try:
+        data = json.loads(text)
+    except ValueError:  # JSONDecodeError, and recursion or number-size limits
+        return _Kind.MALFORMED
+    if not isinstance(data, dict):
+        return _Kind.MALFORMED
+    name = data.get("event")
+    if name not in _KNOWN or "run_id" not in data:
+        return _Kind.OTHER
+    try:
+        _fold(name, data, builders)
+    except (ValidationError, TypeError, ValueError):
+        return _Kind.MALFORMED
+    return _Kind.EVENT
+
+
+def _fold(name: str, data: dict[str, Any], builders: dict[str, _RunBuilder]) -> None:
+    """Apply one library event to its run's builder."""
+    base = _Event.model_validate(data)
+    if name == "pipeline_started":
+        started = _PipelineStartedLine.model_validate(data)
+        builder = _builder(builders, base)
+        builder.started(started)
+        return
+    if name == "pipeline_finished":
+        finished = _PipelineFinishedLine.model_validate(data)
+        _builder(builders, base).finished(finished)
+        return
+    if name == "observer_failed":
+        _builder(builders, base).observer_failures += 1
+        return
+    line = _StageLine.model_validate(data)
+    if name in ("stage_started", "item_started"):
+        parsed: _StageLine = _StartedLine.model_validate(data)
+    elif name == "stage_retrying":
+        parsed = _RetryingLine.model_validate(data)
+    elif name in _STAGE_ENDED:
+        parsed = _StageEndedLine.model_validate(data)
+    else:  # item_succeeded / item_failed / stage_unresponsive
+        parsed = line
+    builder = _builder(builders, base)
+    stage = builder.stage(line.stage_id)
+    builder.seen(base.at_ms)
+    if isinstance(parsed, _StartedLine):
+        stage.started(parsed)
+    elif isinstance(parsed, _RetryingLine):
+        stage.retries.append(
+            RetryRecord(
+                attempt=parsed.attempt,
+                delay_ms=parsed.delay_ms,
+                error=parsed.error,
+                error_type=parsed.error_type,
+                at_ms=parsed.at_ms,
+                item_index=parsed.item_index,
+            )
+        )
+    elif isinstance(parsed, _StageEndedLine):
+        stage.ended = parsed
+    elif name == "stage_unresponsive":
+        builder.unresponsive.append(line.stage_id)
+
+
+def _builder(builders: dict[str, _RunBuilder], event: _Event) -> _RunBuilder:
+    builder = builders.get(event.run_id)
+    if builder is None:
+        builder = builders[event.run_id] = _RunBuilder(event.run_id, event.pipeline)
+    builder.seen(event.at_ms)
+    return builder
+
+
+@dataclass(eq=False)
+class _StageBuilder:
+    stage_id: str
+    inputs: tuple[str, ...] = ()
+    first_start_ms: float | None = None
+    attempts: int = 0
+    retries: list[RetryRecord] = field(default_factory=list)
+    ended: _StageEndedLine | None = None
+
+    def started(self, line: _StartedLine) -> None:
+        if self.first_start_ms is None:
+            self.first_start_ms = line.at_ms
+        if line.items is None:  # a fan-out stage's own start is not an attempt
+            self.attempts += 1
+
+    def build(self) -> StageRecord:
+        retries = tuple(self.retries)
+        end = self.ended
+        if end is None:
+            return StageRecord(
+                stage_id=self.stage_id,
+                inputs=self.inputs,
+                attempts=self.attempts,
+                started_at_ms=self.first_start_ms,
+                retries=retries,
+            )
+        running = end.item_running_ms
+        if running is None:
+            running = round(sum(end.attempt_ms), 6)
+        return StageRecord(
+            stage_id=self.stage_id,
+            inputs=self.inputs,
+            status=end.status,
+            attempts=end.attempts,
+            ready_at_ms=end.ready_at_ms,
+            started_at_ms=end.started_at_ms,
+            finished_at_ms=end.finished_at_ms
+            if end.finished_at_ms is not None
+            else end.at_ms,
+            duration_ms=end.duration_ms,
+            queued_ms=end.queued_ms,
+            attempt_ms=end.attempt_ms,
+            running_ms=running,
+            backoff_ms=end.backoff_ms,
+            error=end.error,
+            error_type=end.error_type,
+            reason=end.reason,
+            retries=retries,
+            items=end.items,
+            item_p50_ms=end.item_p50_ms,
+            item_p95_ms=end.item_p95_ms,
+            item_max_ms=end.item_max_ms,
+        )
+
+
+@dataclass(eq=False)
+class _RunBuilder:
+    run_id: str
+    pipeline: str
+    stages: dict[str, _StageBuilder] = field(default_factory=dict)
+    dependencies: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    start: _PipelineStartedLine | None = None
+    end: _PipelineFinishedLine | None = None
+    last_ms: float = 0.0
+    unresponsive: list[str] = field(default_factory=list)
+    observer_failures: int = 0
+
+    def seen(self, at_ms: float) -> None:
+        self.last_ms = max(self.last_ms, at_ms)
+
+    def stage(self, stage_id: str) -> _StageBuilder:
+        stage = self.stages.get(stage_id)
+        if stage is None:
+            stage = self.stages[stage_id] = _StageBuilder(stage_id)
+        return stage
+
+    def started(self, line: _PipelineStartedLine) -> None:
+        self.start = line
+        self.dependencies = {k: tuple(v) for k, v in line.dependencies.items()}
+        # Declaration order first; stages already seen keep their records.
+        seen, self.stages = self.stages, {}
+        for stage_id in line.stages:
+            self.stages[stage_id] = seen.pop(stage_id, _StageBuilder(stage_id))
+        self.stages.update(seen)
+        for stage_id, stage in self.stages.items():
+            stage.inputs = self.dependencies.get(stage_id, ())
+
+    def finished(self, line: _PipelineFinishedLine) -> None:
+        self.end = line
+
+    def build(self) -> RunRecord:
+        stages = {stage_id: b.build() for stage_id, b in self.stages.items()}
+        path = critical_path(
+            {s: r.finished_at_ms for s, r in stages.items()},
+            self.dependencies,
+            started={s for s, r in stages.items() if r.started_at_ms is not None},
+        )
+        start, end = self.start, self.end
+        return RunRecord(
+            run_id=self.run_id,
+            pipeline=self.pipeline,
+            complete=end is not None,
+            status=None if end is None else end.status,
+            success=None if end is None else end.success,
+            duration_ms=None if end is None else end.duration_ms,
+            last_event_ms=self.last_ms,
+            timestamp=None if start is None else start.timestamp,
+            fail_fast=None if start is None else start.fail_fast,
+            timeout_ms=None if start is None else start.timeout_ms,
+            stages=stages,
+            critical_path=path,
+            unresponsive=self.unresponsive,
+            observer_failures=self.observer_failures,
+        )
