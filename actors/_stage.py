@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 from array import array
-from functools import partial
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import structlog
@@ -34,6 +34,18 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    """Return the exceptions inside *group*, nested groups flattened."""
+    leaves, pending = [], [group]
+    while pending:
+        for exc in pending.pop().exceptions:
+            if isinstance(exc, BaseExceptionGroup):
+                pending.append(exc)
+            else:
+                leaves.append(exc)
+    return leaves
+
+
 @dataclass(eq=False, slots=True)
 class StageState:
     """What the supervisor knows of a stage while it runs."""
@@ -49,6 +61,7 @@ class StageState:
     item_queued_ms: float = 0.0
     item_running_ms: float = 0.0
     swallowed_cancel: bool = False
+    cancel_errors: list[str] = field(default_factory=list)
 
     def profile(self, finished_at_ms: float) -> StageProfile:
         """Freeze what was measured into a profile."""
@@ -86,6 +99,9 @@ class StageState:
             error += (
                 "; the stage swallowed trio.Cancelled and ran on (contract violation)"
             )
+        if self.cancel_errors:
+            metadata["errors_during_cancellation"] = list(self.cancel_errors)
+            error += "; errors during cancellation: " + "; ".join(self.cancel_errors)
         started = self.started_at_ms
         return _new_result(
             success=False,
@@ -154,8 +170,10 @@ class StageRunner:
         node, inbox = self.node, self.inbox
         if inbox is None:
             return self.initial_input, None
+        received = []
         with inbox:
-            received = [await inbox.receive() for _ in node.inputs]
+            for _ in node.inputs:
+                received.append(await inbox.receive())
         nodes = self._run.graph.nodes
         for index, result in received:
             status = result.status
@@ -254,6 +272,15 @@ class StageRunner:
                     outcome = _Outcome(True, output=raw)
             except Exception as exc:
                 outcome = _Outcome(False, error=describe(exc), exception=exc)
+            except BaseExceptionGroup as group:
+                # Cleanup that fails while the stage is being cancelled: keep
+                # the errors on the cancelled result and let Cancelled go on.
+                cancelled, errors = group.split(trio.Cancelled)
+                self._ran(item, clock.current_time() - begin)
+                if cancelled is None or not isinstance(errors, ExceptionGroup):
+                    raise
+                state.cancel_errors.extend(map(describe, _leaves(errors)))
+                raise cancelled from errors
             except BaseException:
                 # Cancelled (or interrupted): never retried, but the attempt
                 # did run until now, and the profile says so (issue 3).

@@ -886,3 +886,55 @@ async def test_condition_whose_truth_value_raises_fails_the_stage(
         == "condition raised ValueError: truth value is ambiguous"
     )
     assert result.stage_results["other"].status is StageStatus.SUCCEEDED
+
+
+async def test_errors_raised_while_cancelling_are_kept_not_raised(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A stage whose cleanup fails during fail-fast ends cancelled; the error is kept."""
+
+    async def messy(input: Any, context: PipelineContext[Any]) -> None:
+        async def child() -> None:
+            try:
+                await trio.sleep(10)
+            finally:
+                raise ValueError("cleanup failed")  # the point of the test
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(child)
+            await trio.sleep(10)
+
+    result = await execute(
+        pipeline(StageDefinition("messy", messy), StageDefinition("bad", failing(1)))
+    )
+    messy_result = result.stage_results["messy"]
+    assert messy_result.status is StageStatus.CANCELLED
+    assert messy_result.metadata["errors_during_cancellation"] == [
+        "ValueError: cleanup failed"
+    ]
+    assert messy_result.error == (
+        "cancelled: stage 'bad' failed; errors during cancellation: "
+        "ValueError: cleanup failed"
+    )
+    assert result.total_duration_ms == 1000.0
+
+
+async def test_stage_raising_an_exception_group_fails_with_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """An ExceptionGroup from a stage is its failure; the group is kept whole."""
+
+    async def two_failures(input: Any, context: PipelineContext[Any]) -> None:
+        async def fail(exc: Exception) -> None:
+            raise exc  # both raise in the same tick, before any cancellation
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(fail, ValueError("one"))
+            nursery.start_soon(fail, KeyError("two"))
+
+    result = await execute(pipeline(StageDefinition("s", two_failures)))
+    stage = result.stage_results["s"]
+    assert stage.status is StageStatus.FAILED
+    assert pytest.RaisesGroup(ValueError, KeyError).matches(stage.exception)
+    assert stage.error is not None
+    assert stage.error.startswith("ExceptionGroup: ")
