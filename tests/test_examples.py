@@ -234,3 +234,25 @@ def test_main_example_runs_as_the_readme_says() -> None:
     assert done.returncode == 0, done.stderr
     assert "pipeline 'audio_sequencer' succeeded" in done.stdout
     assert done.stderr == ""
+
+
+def test_readme_example_runs(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's Python example runs as written (under a mock clock)."""
+    import actors
+
+    def run_on_mock_clock(
+        pipeline: actors.PipelineDefinition, initial_input: object = None
+    ) -> actors.PipelineResult:
+        executor = actors.PipelineExecutor(log_events=False)
+        clock = trio.testing.MockClock(autojump_threshold=0)
+        return trio.run(executor.execute, pipeline, initial_input, clock=clock)
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    code = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    assert len(code.splitlines()) <= 25
+    monkeypatch.setattr(actors, "run", run_on_mock_clock)
+    exec(compile(code, "README.md", "exec"), {})
+    pages = [f"HTTPS://EXAMPLE.ORG/{n}" for n in range(5)]
+    assert capsys.readouterr().out == f"True {pages}\n"
