@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import math
 import re
 from collections.abc import Iterable, Sequence
 from typing import Literal, TypeAlias
@@ -194,7 +195,14 @@ def _timeline_text(run: RunRecord, width: int) -> str:
     extent = _extent(run)
 
     def col(ms: float) -> int:
+        """The cell holding the instant *ms*."""
         return min(width - 1, max(0, int(ms / extent * width)))
+
+    def cells(begin: float, stop: float) -> range:
+        """The cells an interval touches (at least one)."""
+        first = col(begin)
+        last = math.ceil(round(stop / extent * width, 9))
+        return range(first, min(width, max(first + 1, last)))
 
     label = max([5, *(len(s) for s in run.stages)])
     end_label = f"{_ms(extent)} ms"
@@ -207,15 +215,15 @@ def _timeline_text(run: RunRecord, width: int) -> str:
         start, end = stage.started_at_ms, stage.finished_at_ms
         if start is not None:
             stop = end if end is not None else extent
-            for c in range(col(start), max(col(stop), col(start) + 1)):
+            for c in cells(start, stop):
                 bar[c] = "#"
-            if stage.ready_at_ms is not None:
-                for c in range(col(stage.ready_at_ms), col(start)):
+            ready = stage.ready_at_ms
+            if ready is not None and ready < start:
+                for c in cells(ready, start):
                     bar[c] = "."
             for retry in stage.retries:
                 if retry.item_index is None:
-                    first, last = col(retry.at_ms), col(retry.at_ms + retry.delay_ms)
-                    for c in range(first, last):
+                    for c in cells(retry.at_ms, retry.at_ms + retry.delay_ms):
                         bar[c] = "~"
             if end is None:
                 bar[col(stop)] = ">"
