@@ -218,8 +218,9 @@ def _timeline_text(run: RunRecord, width: int) -> str:
             for c in cells(start, stop):
                 bar[c] = "#"
             ready = stage.ready_at_ms
-            if ready is not None and ready < start:
-                for c in cells(ready, start):
+            if ready is not None:
+                # Only the cells before the start: a sub-cell wait shows nothing.
+                for c in range(col(ready), col(start)):
                     bar[c] = "."
             for retry in stage.retries:
                 if retry.item_index is None:
