@@ -320,12 +320,13 @@ class _Stderr:
 def _logging(args: argparse.Namespace) -> Iterator[bool]:
     """Configure structlog for the run as asked; yield whether to log events.
 
-    The previous configuration is restored afterwards, so calling :func:`main`
-    in-process (as the tests do) leaves no trace.
+    Without ``--log-format`` or ``--log-file`` the run's events are not
+    logged (the progress display tells that story), but warnings and errors
+    logged by anything else (a failing observer, your own stages) still
+    reach stderr, never stdout. The previous configuration is restored
+    afterwards, so calling :func:`main` in-process leaves no trace.
     """
-    if args.log_format is None and args.log_file is None:
-        yield False
-        return
+    requested = args.log_format is not None or args.log_file is not None
     fmt = args.log_format or "json"  # a log file is for machines unless told
     saved = structlog.get_config()
     with contextlib.ExitStack() as stack:
@@ -336,14 +337,18 @@ def _logging(args: argparse.Namespace) -> Iterator[bool]:
                 Path(args.log_file).open("a", encoding="utf-8")
             )
         try:
-            if fmt == "json":
+            if not requested:
+                actors.logging.configure_console(
+                    stream, level="warning", colors=sys.stderr.isatty()
+                )
+            elif fmt == "json":
                 actors.logging.configure_json(stream, level=args.log_level)
             else:
                 colours = args.log_file is None and sys.stderr.isatty()
                 actors.logging.configure_console(
                     stream, level=args.log_level, colors=colours
                 )
-            yield True
+            yield requested
         finally:
             structlog.configure(**saved)
 
@@ -664,3 +669,9 @@ def main(
     except KeyboardInterrupt:
         _err("aborted")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (``actors run ... | head``): say nothing more,
+        # and keep Python from complaining when it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILED

@@ -182,14 +182,22 @@ class PlainProgress(ProgressTracker):
     def __init__(self, pipeline: PipelineDefinition, stream: TextIO) -> None:
         super().__init__(pipeline)
         self._stream = stream
+        self._reader_gone = False
         self._width = max((len(stage_id) for stage_id in self.views), default=0)
 
     def _line(self, at_ms: float, stage_id: str, text: str) -> None:
-        print(
-            f"{at_ms / 1000:8.3f}s  {stage_id:<{self._width}}  {text}",
-            file=self._stream,
-            flush=True,
-        )
+        if self._reader_gone:
+            return
+        try:
+            print(
+                f"{at_ms / 1000:8.3f}s  {stage_id:<{self._width}}  {text}",
+                file=self._stream,
+                flush=True,
+            )
+        except BrokenPipeError:
+            # ``actors run ... | head``: nobody reads any more, which is not
+            # an observer failure worth a traceback; the run goes on quietly.
+            self._reader_gone = True
 
     def stage_started(self, event: StageStarted) -> None:
         """Print ``started`` for each attempt of a stage (not for each item)."""

@@ -6,6 +6,7 @@ import os
 import signal
 from typing import Any
 
+import structlog
 import trio
 
 from actors import (
@@ -61,6 +62,13 @@ async def press_ctrl_c_twice(value: Any, context: PipelineContext) -> None:
         await trio.sleep(5)
 
 
+async def chatty(value: Any, context: PipelineContext) -> None:
+    """Log one info and one warning event of its own."""
+    log = structlog.get_logger("my_app")
+    log.info("cache_warmed")
+    log.warning("disk_almost_full", free_mb=12)
+
+
 async def split(value: Any, context: PipelineContext) -> list[int]:
     """Return three items."""
     return [1, 2, 3]
@@ -101,6 +109,8 @@ failing = PipelineDefinition(
         StageDefinition("after", double, inputs=["broken"]),
     ],
 )
+
+noisy = PipelineDefinition(name="noisy", stages=[StageDefinition("talk", chatty)])
 
 slow = PipelineDefinition(name="slow", stages=[StageDefinition("wait", forever)])
 

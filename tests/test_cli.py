@@ -210,7 +210,7 @@ def test_bad_context_exits_2(
         ),
         (
             f"{TARGETS}:missing",
-            r"^error: tests/cli_targets.py:missing: no attribute 'missing'; pipelines defined there: failing, fans, interrupted, invalid, ok, slow, stubborn$",
+            r"^error: tests/cli_targets.py:missing: no attribute 'missing'; pipelines defined there: failing, fans, interrupted, invalid, noisy, ok, slow, stubborn$",
         ),
         (
             f"{TARGETS}:not_a_pipeline",
@@ -429,6 +429,18 @@ def test_log_format_json_goes_to_stderr(capsys: pytest.CaptureFixture[str]) -> N
     assert events[0]["event"] == "pipeline_started"
     assert events[-1]["event"] == "pipeline_finished"
     assert sum(e["event"] == "item_succeeded" for e in events) == 3
+
+
+def test_warnings_reach_stderr_even_without_logging_options(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Without log options, a stage's own warnings go to stderr; info is dropped."""
+    assert cli("run", f"{TARGETS}:noisy", "--no-progress") == 0
+    out, err = capsys.readouterr()
+    assert "disk_almost_full" in err
+    assert "free_mb=12" in err
+    assert "cache_warmed" not in err + out
+    assert out.startswith("stage  status")
 
 
 def test_rich_output_renders_live_progress_and_a_table(
