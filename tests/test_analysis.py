@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import re
@@ -14,6 +15,7 @@ import structlog
 import trio
 import trio.testing
 
+import actors.analysis
 import actors.logging
 from actors import (
     ExecutionPattern,
@@ -682,3 +684,13 @@ def test_stage_status_values_are_the_event_suffixes() -> None:
             ]
         )
         assert report.runs[0].stages["s"].status is status
+
+
+@pytest.mark.parametrize("module", [actors.analysis, actors.logging])
+def test_public_modules_export_what_they_list(module: Any) -> None:
+    """Every name in __all__ exists and says it lives in the public module."""
+    assert module.__all__ == sorted(module.__all__)
+    for name in module.__all__:
+        obj = getattr(module, name)
+        if isinstance(obj, type) or inspect.isfunction(obj):  # not type aliases
+            assert obj.__module__ == module.__name__, name
