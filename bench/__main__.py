@@ -1,0 +1,54 @@
+"""``python -m bench [part ...] [--quick]``: run the benchmarks, print one table."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+
+from . import _cancel, _dag, _fanout, _makespan, _memory, _scaling
+from ._common import Row, machine, table
+
+PARTS: dict[str, Callable[[bool], list[Row]]] = {
+    "dag": _dag.run,
+    "fanout": _fanout.run,
+    "cancel": _cancel.run,
+    "scaling": _scaling.run,
+    "memory": _memory.run,
+    "makespan": _makespan.run,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the chosen parts (all by default) and print their table."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "parts",
+        nargs="*",
+        choices=[*PARTS, []],
+        metavar="part",
+        help=f"what to run, any of: {', '.join(PARTS)} (default: all)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer repetitions (noisier medians)"
+    )
+    args = parser.parse_args(argv)
+    rows: list[Row] = []
+    for name in args.parts or list(PARTS):
+        begin = time.perf_counter()
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        rows.extend(PARTS[name](args.quick))
+        took = time.perf_counter() - begin
+        print(f"  {name} took {took:.0f} s", file=sys.stderr, flush=True)
+    info = machine()
+    print(
+        f"machine: {info['cpu']}, nproc {info['nproc']}, Python {info['python']}, "
+        f"trio {info['trio']}, {info['platform']}"
+    )
+    print(table(rows))
+    return 1 if any(row.verdict == "MISSED" for row in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
