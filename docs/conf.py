@@ -49,7 +49,7 @@ def _defining_module(cls: type) -> str | None:
     return None
 
 
-def _field_docs(
+def _field_docs(  # noqa: PLR0917  # the signature Sphinx calls it with
     app: Sphinx, what: str, name: str, obj: Any, options: Any, lines: list[str]
 ) -> None:
     """Document the fields of public models and dataclasses from their docstrings.
