@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -183,18 +184,29 @@ class Dispatch:
                 getattr(observer, hook)(event)
             except Exception as exc:  # an observer must never break the run
                 self._disable(observer)
-                logger.error(
-                    "observer_failed",
-                    # Every event has these; the log names the run (issue 3).
-                    run_id=getattr(event, "run_id", None),
-                    pipeline=getattr(event, "pipeline", None),
-                    stage_id=getattr(event, "stage_id", None),
-                    observer=type(observer).__qualname__,
-                    hook=hook,
-                    error=f"{type(exc).__name__}: {exc}",
-                    error_type=type(exc).__name__,
-                    exc_info=exc,
-                )
+                self._report(observer, hook, event, exc)
+
+    def _report(
+        self, observer: Observer, hook: str, event: object, exc: Exception
+    ) -> None:
+        """Log ``observer_failed``, unless logging is what fails (issue 3).
+
+        The failing observer may be the logging one, say with its log file
+        closed: reporting through the same logger must not break the run.
+        """
+        with contextlib.suppress(Exception):
+            logger.error(
+                "observer_failed",
+                # Every event has these; the log names the run (issue 3).
+                run_id=getattr(event, "run_id", None),
+                pipeline=getattr(event, "pipeline", None),
+                stage_id=getattr(event, "stage_id", None),
+                observer=type(observer).__qualname__,
+                hook=hook,
+                error=f"{type(exc).__name__}: {exc}",
+                error_type=type(exc).__name__,
+                exc_info=exc,
+            )
 
     def _disable(self, observer: Observer) -> None:
         for hook in HOOKS:

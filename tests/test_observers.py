@@ -378,3 +378,23 @@ async def test_logging_is_an_observer_like_any_other(
         )
     assert names(default) == names(explicit)
     assert len(default) == 6
+
+
+async def test_broken_logging_never_breaks_the_run(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A log destination that raises disables the logging observer, nothing more.
+
+    Regression: reporting the failure went through the same broken logger,
+    and its exception escaped from ``execute``.
+    """
+
+    def explode(logger: Any, method: str, event_dict: Any) -> Any:
+        raise ValueError("I/O operation on closed file")
+
+    recorder = Recorder()
+    with structlog.testing.capture_logs(processors=[explode]):
+        result = await PipelineExecutor(observers=[recorder]).execute(chain())
+    assert result.success
+    assert result.total_duration_ms == 2000.0
+    assert len(recorder.record) == 6
