@@ -108,7 +108,12 @@ def load_module(where: str) -> ModuleType:
             return _loaded[path]
         if not path.is_file():
             raise TargetError(f"no such file: {where}")
-        name = path.stem if path.stem not in sys.modules else f"_actors_{path.stem}"
+        known = sys.modules.get(path.stem)
+        known_file = getattr(known, "__file__", None)
+        if known is not None and known_file and Path(known_file).resolve() == path:
+            _loaded[path] = known  # already imported under its own name: reuse it
+            return known
+        name = path.stem if known is None else f"_actors_{path.stem}"
         spec = importlib.util.spec_from_file_location(name, path)
         if spec is None or spec.loader is None:
             raise TargetError(f"cannot import {where}: not a Python file")

@@ -535,3 +535,13 @@ async def test_model_copy_of_a_pipeline_does_not_reuse_its_compiled_graph(
     copy = original.model_copy(update={"stages": (StageDefinition("s", two),)})
     assert (await executor.execute(copy)).outputs == {"s": 2}
     assert (await executor.execute(original)).outputs == {"s": 1}
+
+
+def test_a_file_already_imported_is_not_imported_twice() -> None:
+    """A TARGET file already imported under its own name is reused, not re-run."""
+    import cli_targets
+
+    from actors._cli import load_module
+
+    assert load_module(TARGETS) is cli_targets
+    assert load_module("cli_targets") is cli_targets
