@@ -531,7 +531,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _redraw(live: Any, tracker: ProgressTracker) -> None:
-    live.update(live_table(tracker), refresh=True)
+    live.update(live_table(tracker, live.console.width), refresh=True)
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:

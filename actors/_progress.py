@@ -310,24 +310,47 @@ def rich_summary(result: PipelineResult) -> Table:
     return table
 
 
-def live_table(tracker: ProgressTracker) -> Table:
-    """Return the tracker's current state as a rich table (redrawn while it runs)."""
+def live_table(tracker: ProgressTracker, width: int | None = None) -> Table:
+    """Return the tracker's current state as a rich table (redrawn while it runs).
+
+    Each stage takes one line: the note (the last error) is cut to fit
+    *width* (the terminal's), never wrapped.
+    """
     from rich.markup import escape  # noqa: PLC0415  # rich stays out of the core path
     from rich.table import Table  # noqa: PLC0415
 
-    table = Table(box=None, show_edge=False, pad_edge=False)
-    for name in ("stage", "pattern", "status", "items", "time", "note"):
-        table.add_column(name, justify="right" if name == "time" else "left")
+    rows = []
     for view in tracker.views.values():
         elapsed = tracker.elapsed_ms(view)
-        pattern = view.pattern.value + ("" if view.critical else ", non-critical")
+        rows.append(
+            (
+                view.id,
+                view.pattern.value + ("" if view.critical else ", non-critical"),
+                view.state_text(),
+                view.items_text(),
+                "" if elapsed is None else format_ms(elapsed),
+            )
+        )
+    table = Table(box=None, show_edge=False, pad_edge=False)
+    names = ("stage", "pattern", "status", "items", "time")
+    used = 0
+    for n, name in enumerate(names):
+        column = max([len(name), *(len(row[n]) for row in rows)])
+        used += column + 2  # rich pads every column with a space each side
+        table.add_column(name, justify="right" if name == "time" else "left")
+    room = None if width is None else max(width - used - 1, 8)
+    table.add_column("note", no_wrap=True)
+    for view, row in zip(tracker.views.values(), rows, strict=True):
+        note = view.note
+        if room is not None and len(note) > room:
+            note = note[: room - 1] + "…"
         table.add_row(
-            escape(view.id),
-            pattern,
-            _styled(view.state, view.state_text()),
-            view.items_text(),
-            "" if elapsed is None else format_ms(elapsed),
-            escape(view.note[:60]),
+            escape(row[0]),
+            row[1],
+            _styled(view.state, row[2]),
+            row[3],
+            row[4],
+            escape(note),
         )
     return table
 

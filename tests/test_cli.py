@@ -545,3 +545,23 @@ def test_a_file_already_imported_is_not_imported_twice() -> None:
 
     assert load_module(TARGETS) is cli_targets
     assert load_module("cli_targets") is cli_targets
+
+
+async def test_live_table_cuts_long_notes_to_the_terminal_width(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """On a narrow terminal each stage stays on one line; the note is cut."""
+    import cli_targets
+    from rich.console import Console
+
+    tracker = ProgressTracker(cli_targets.failing)
+    await PipelineExecutor(log_events=False).execute(
+        cli_targets.failing, 1, observers=[tracker]
+    )
+    console = Console(file=io.StringIO(), width=60, color_system=None)
+    console.print(live_table(tracker, width=60))
+    lines = console.file.getvalue().splitlines()  # type: ignore[attr-defined]  # a StringIO
+    assert len(lines) == 4
+    assert lines[3].startswith("after   sequential  cancelled")
+    assert lines[3].endswith("…")
+    assert all(len(line) <= 60 for line in lines)
