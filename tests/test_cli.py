@@ -565,3 +565,16 @@ async def test_live_table_cuts_long_notes_to_the_terminal_width(
     assert lines[3].startswith("after   sequential  cancelled")
     assert lines[3].endswith("…")
     assert all(len(line) <= 60 for line in lines)
+
+
+def test_run_log_file_feeds_actors_logs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The log ``actors run --log-file`` writes is what ``actors logs`` reads."""
+    log = tmp_path / "runs.jsonl"
+    argv = ["run", f"{TARGETS}:ok", "--input", "1", "--no-progress"]
+    assert cli(*argv, "--log-file", str(log)) == 0
+    capsys.readouterr()
+    assert main(["logs", "critical-path", str(log)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1] == "  path: first -> second; makespan 2250 ms"
