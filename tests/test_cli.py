@@ -15,8 +15,9 @@ import structlog
 import trio.testing
 
 from actors import PipelineExecutor
-from actors._cli import main, split_target
+from actors._cli import main
 from actors._progress import ProgressTracker, live_table, rich_summary
+from actors._target import split_target
 
 ROOT = Path(__file__).parent.parent
 TARGETS = "tests/cli_targets.py"
@@ -27,7 +28,7 @@ GOLDEN = Path(__file__).parent / "golden"
 def _isolated_imports(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Run from the repository root; forget modules and paths a test imported."""
     monkeypatch.chdir(ROOT)
-    monkeypatch.setattr("actors._cli._loaded", {})
+    monkeypatch.setattr("actors._target._loaded", {})
     path, modules = list(sys.path), set(sys.modules)
     yield
     sys.path[:] = path
@@ -541,7 +542,7 @@ def test_a_file_already_imported_is_not_imported_twice() -> None:
     """A TARGET file already imported under its own name is reused, not re-run."""
     import cli_targets
 
-    from actors._cli import load_module
+    from actors._target import load_module
 
     assert load_module(TARGETS) is cli_targets
     assert load_module("cli_targets") is cli_targets

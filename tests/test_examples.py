@@ -14,7 +14,8 @@ import trio
 import trio.testing
 
 from actors import PipelineStatus, StageStatus
-from actors._cli import load_module, main
+from actors._cli import main
+from actors._target import load_module
 
 ROOT = Path(__file__).parent.parent
 EXAMPLES = ROOT / "examples"
