@@ -197,13 +197,7 @@ def _with_timeout(pipeline: PipelineDefinition, seconds: float) -> PipelineDefin
     timeout_ms = seconds * 1000
     if pipeline.timeout_ms is not None:
         timeout_ms = min(timeout_ms, pipeline.timeout_ms)
-    return PipelineDefinition(
-        name=pipeline.name,
-        stages=pipeline.stages,
-        description=pipeline.description,
-        fail_fast=pipeline.fail_fast,
-        timeout_ms=timeout_ms,
-    )
+    return pipeline.model_copy(update={"timeout_ms": timeout_ms})
 
 
 async def _run_pipeline(

@@ -150,6 +150,26 @@ def test_input_is_json_from_the_option_or_a_file(
     assert "error: --input-file" in capsys.readouterr().err
 
 
+def test_input_file_dash_reads_standard_input(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--input-file -`` reads the JSON input from standard input."""
+    monkeypatch.setattr("sys.stdin", io.StringIO("[4, 5, 6]"))
+    assert cli("run", f"{TARGETS}:fans", "--input-file", "-") == 0
+    assert "each   started (3 items)" in capsys.readouterr().out
+
+
+def test_timeout_keeps_the_stricter_bound(capsys: pytest.CaptureFixture[str]) -> None:
+    """A ``--timeout`` longer than the pipeline's own ``timeout_ms`` does not extend it."""
+    from actors import PipelineDefinition
+    from actors._cli import _with_timeout
+
+    pipeline = PipelineDefinition(name="p", stages=[], timeout_ms=1500)
+    assert _with_timeout(pipeline, 3).timeout_ms == 1500
+    assert _with_timeout(pipeline, 1).timeout_ms == 1000
+    assert pipeline.timeout_ms == 1500
+
+
 def test_input_and_input_file_are_exclusive(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
