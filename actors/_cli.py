@@ -371,6 +371,12 @@ def _seconds(text: str) -> float:
     return value
 
 
+_TARGET_HELP = (
+    "module:attr or path/to/file.py:attr (attr defaults to 'pipeline'): "
+    "a PipelineDefinition, or a function with no arguments returning one"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the ``actors`` argument parser, every subcommand included."""
     parser = argparse.ArgumentParser(
@@ -389,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
         "0 success, 1 pipeline failed, 2 invalid target or definition, "
         "130 interrupted.",
     )
-    run.add_argument("target", metavar="TARGET")
+    run.add_argument("target", metavar="TARGET", help=_TARGET_HELP)
     given = run.add_mutually_exclusive_group()
     given.add_argument("--input", metavar="JSON", help="initial input, as JSON")
     given.add_argument(
@@ -440,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print every problem of the definition, or 'ok'. "
         "Exit codes: 0 valid, 2 invalid or not loadable.",
     )
-    validate.add_argument("target", metavar="TARGET")
+    validate.add_argument("target", metavar="TARGET", help=_TARGET_HELP)
     validate.set_defaults(handler=cmd_validate)
 
     graph = subparsers.add_parser(
@@ -448,7 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="draw a pipeline as a diagram",
         description="Print (or write) the pipeline as a Mermaid or DOT diagram.",
     )
-    graph.add_argument("target", metavar="TARGET")
+    graph.add_argument("target", metavar="TARGET", help=_TARGET_HELP)
     graph.add_argument(
         "--format",
         choices=FORMATS,
