@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -54,14 +54,14 @@ class StageState:
     started_at_ms: float | None = None
     running: bool = False
     attempts: int = 0
-    attempt_ms: list[float] = field(default_factory=list)
+    attempt_ms: list[float] | None = None
     backoff_ms: float = 0.0
     items: int | None = None
     item_ms: array[float] | None = None
     item_queued_ms: float = 0.0
     item_running_ms: float = 0.0
     swallowed_cancel: bool = False
-    cancel_errors: list[str] = field(default_factory=list)
+    cancel_errors: list[str] | None = None
 
     def profile(self, finished_at_ms: float) -> StageProfile:
         """Freeze what was measured into a profile."""
@@ -79,7 +79,7 @@ class StageState:
             started_at_ms=started,
             finished_at_ms=finished_at_ms,
             queued_ms=round(queued, 6),
-            attempt_ms=tuple(self.attempt_ms),
+            attempt_ms=() if self.attempt_ms is None else tuple(self.attempt_ms),
             backoff_ms=round(self.backoff_ms, 6),
             items=self.items,
             item_p50_ms=p50,
@@ -100,7 +100,7 @@ class StageState:
                 "; the stage swallowed trio.Cancelled and ran on (contract violation)"
             )
         if self.cancel_errors:
-            metadata["errors_during_cancellation"] = list(self.cancel_errors)
+            metadata["errors_during_cancellation"] = self.cancel_errors
             error += "; errors during cancellation: " + "; ".join(self.cancel_errors)
         started = self.started_at_ms
         return _new_result(
@@ -152,10 +152,21 @@ class StageRunner:
         self.state = run.states[node.index]
 
     async def run(self) -> None:
-        """Run the stage, then send its result to every downstream actor."""
+        """Wait for every input, run the stage, send its result downstream."""
         try:
             structlog.contextvars.bind_contextvars(stage_id=self.node.id)
-            result = await self._stage()
+            # Received here, not in a helper coroutine: thousands of actors
+            # wait at once, and each frame on their stacks is garbage
+            # collector work for as long as they wait.
+            inbox = self.inbox
+            if inbox is None:
+                result = await self._stage(self.initial_input)
+            else:
+                received = []
+                with inbox:
+                    for _ in self.node.inputs:
+                        received.append(await inbox.receive())
+                result = await self._stage(*self._gather(received))
             if result is not None:
                 message = (self.node.index, result)
                 for outbox in self.outboxes:
@@ -165,16 +176,9 @@ class StageRunner:
             for outbox in self.outboxes:
                 outbox.close()
 
-    async def _inputs(self) -> tuple[Any, str | None]:
-        """Wait for every input; return the input value, or the failed input's id."""
-        node, inbox = self.node, self.inbox
-        if inbox is None:
-            return self.initial_input, None
-        received = []
-        with inbox:
-            for _ in node.inputs:
-                received.append(await inbox.receive())
-        nodes = self._run.graph.nodes
+    def _gather(self, received: list[Message]) -> tuple[Any, str | None]:
+        """Return the stage's input value, or ``None`` and the failed input's id."""
+        node, nodes = self.node, self._run.graph.nodes
         for index, result in received:
             status = result.status
             if status is StageStatus.UPSTREAM_FAILED or (
@@ -186,9 +190,11 @@ class StageRunner:
         outputs = {index: result.output for index, result in received}
         return {nodes[i].id: outputs[i] for i in node.inputs}, None
 
-    async def _stage(self) -> StageResult[Any] | None:
+    async def _stage(
+        self, value: Any, failed_input: str | None = None
+    ) -> StageResult[Any] | None:
+        """Run the stage on its input value; return what to send downstream."""
         run, node, state = self._run, self.node, self.state
-        value, failed_input = await self._inputs()
         if failed_input is not None:
             return self._finish(
                 StageStatus.UPSTREAM_FAILED,
@@ -279,7 +285,7 @@ class StageRunner:
                 self._ran(item, clock.current_time() - begin)
                 if cancelled is None or not isinstance(errors, ExceptionGroup):
                     raise
-                state.cancel_errors.extend(map(describe, _leaves(errors)))
+                state.cancel_errors = [describe(exc) for exc in _leaves(errors)]
                 raise cancelled from errors
             except BaseException:
                 # Cancelled (or interrupted): never retried, but the attempt
@@ -328,6 +334,8 @@ class StageRunner:
     def _ran(self, item: int | None, seconds: float) -> None:
         """Add one attempt's running time to the profile."""
         if item is None:
+            if self.state.attempt_ms is None:
+                self.state.attempt_ms = []
             self.state.attempt_ms.append(round(seconds * 1000, 6))
         else:
             self.state.item_running_ms += seconds * 1000
