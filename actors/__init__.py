@@ -32,6 +32,7 @@ from ._exceptions import StageTimeoutError as StageTimeoutError
 from ._executor import PipelineExecutor as PipelineExecutor
 from ._executor import run as run
 from ._logging import LoggingObserver as LoggingObserver
+from ._render import render_diagram as render_diagram
 from ._results import PipelineResult as PipelineResult
 from ._results import PipelineStatus as PipelineStatus
 from ._results import StageProfile as StageProfile
@@ -77,6 +78,7 @@ __all__ = [
     "TimelineEntry",
     "cancelled_result",
     "failure_result",
+    "render_diagram",
     "run",
     "skipped_result",
     "success_result",

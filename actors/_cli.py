@@ -53,7 +53,7 @@ from ._progress import (
     plain_summary,
     rich_summary,
 )
-from ._render import FORMATS, format_for_path, render
+from ._render import FORMATS, format_for_path, render_diagram
 from ._results import PipelineResult
 from ._target import TargetError, load_context_factory, load_pipeline
 
@@ -113,7 +113,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
     fmt = args.format
     if fmt is None:
         fmt = "mermaid" if args.output is None else format_for_path(args.output)
-    text = render(pipeline, fmt)
+    text = render_diagram(pipeline, fmt)
     if args.output is None:
         sys.stdout.write(text)
     else:
@@ -329,8 +329,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     _print_summary(result, rich_output)
     if args.graph is not None:
-        statuses = {k: r.status for k, r in result.stage_results.items()}
-        text = render(pipeline, format_for_path(args.graph), statuses)
+        text = render_diagram(pipeline, format_for_path(args.graph), result=result)
         Path(args.graph).write_text(text, encoding="utf-8")
     if interrupted:
         return EXIT_INTERRUPTED

@@ -16,10 +16,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ._definition import ExecutionPattern, PipelineDefinition, StageDefinition
-from ._results import StageStatus
+from ._results import PipelineResult, StageStatus
 
 FORMATS = ("mermaid", "dot")
-"""The diagram formats :func:`render` knows."""
+"""The diagram formats :func:`render_diagram` knows."""
 
 # Fill and border per status; chosen to stay readable in light and dark themes.
 _COLOURS: dict[StageStatus, tuple[str, str]] = {
@@ -31,24 +31,34 @@ _COLOURS: dict[StageStatus, tuple[str, str]] = {
 }
 
 
-def render(
+def render_diagram(
     pipeline: PipelineDefinition,
     fmt: str = "mermaid",
-    statuses: Mapping[str, StageStatus] | None = None,
+    *,
+    result: PipelineResult | None = None,
 ) -> str:
-    """Return *pipeline* as a diagram in *fmt* (``"mermaid"`` or ``"dot"``).
+    """Return *pipeline* as a diagram: a Mermaid flowchart or a Graphviz digraph.
+
+    One node per stage and one edge per input, data flowing left to right.
+    The shape shows the pattern (a rectangle runs once, a hexagon is
+    conditional, a stacked box is a fan-out); a dashed border and dashed
+    outgoing edges mark a non-critical stage; a note under the id gives the
+    fan-out limit, retry attempts, timeout and description. The output is
+    deterministic, so it can be kept under version control.
 
     Args:
         pipeline: The definition to draw. It should be valid: an input naming
-            an unknown stage is drawn as an edge to a node of that name.
-        fmt: One of :data:`FORMATS`.
-        statuses: Final status per stage id, as in
-            ``{k: r.status for k, r in result.stage_results.items()}``;
-            stages found here are filled with their status colour.
+            an unknown stage is drawn as a node marked ``?``.
+        fmt: ``"mermaid"`` or ``"dot"``.
+        result: A run of *pipeline*; each stage is then filled with the
+            colour of its final status.
 
     Raises:
         ValueError: *fmt* is not a known format.
     """
+    statuses = None
+    if result is not None:
+        statuses = {k: r.status for k, r in result.stage_results.items()}
     if fmt == "mermaid":
         return to_mermaid(pipeline, statuses)
     if fmt == "dot":
@@ -100,7 +110,7 @@ def to_mermaid(
     pipeline: PipelineDefinition,
     statuses: Mapping[str, StageStatus] | None = None,
 ) -> str:
-    """Return *pipeline* as a Mermaid ``flowchart`` (see :func:`render`)."""
+    """Return *pipeline* as a Mermaid ``flowchart`` (see :func:`render_diagram`)."""
     # Node names are positional (s0, s1, ...): stage ids may contain anything,
     # including Mermaid keywords such as "end".
     names = {stage.id: f"s{n}" for n, stage in enumerate(pipeline.stages)}
@@ -158,7 +168,7 @@ def to_dot(
     pipeline: PipelineDefinition,
     statuses: Mapping[str, StageStatus] | None = None,
 ) -> str:
-    """Return *pipeline* as a Graphviz ``digraph`` (see :func:`render`)."""
+    """Return *pipeline* as a Graphviz ``digraph`` (see :func:`render_diagram`)."""
     statuses = statuses or {}
     critical = {stage.id: stage.critical for stage in pipeline.stages}
     lines = [

@@ -17,11 +17,14 @@ from actors import (
     PipelineContext,
     PipelineDefinition,
     PipelineExecutor,
+    PipelineResult,
     RetryConfig,
     StageDefinition,
+    StageResult,
     StageStatus,
+    render_diagram,
 )
-from actors._render import format_for_path, render, stage_notes
+from actors._render import format_for_path, stage_notes
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -99,7 +102,7 @@ def showcase() -> PipelineDefinition:
 @pytest.mark.parametrize(("fmt", "suffix"), [("mermaid", "mmd"), ("dot", "dot")])
 def test_definition_matches_golden_file(fmt: str, suffix: str) -> None:
     """A definition renders to the golden diagram: shapes, notes and dashed edges."""
-    check_golden(f"showcase.{suffix}", render(showcase(), fmt))
+    check_golden(f"showcase.{suffix}", render_diagram(showcase(), fmt))
 
 
 @pytest.mark.parametrize(("fmt", "suffix"), [("mermaid", "mmd"), ("dot", "dot")])
@@ -117,7 +120,7 @@ async def test_run_colours_match_golden_file(
         "merge": StageStatus.SUCCEEDED,
         "optional": StageStatus.SKIPPED,
     }
-    check_golden(f"showcase_run.{suffix}", render(pipeline, fmt, statuses))
+    check_golden(f"showcase_run.{suffix}", render_diagram(pipeline, fmt, result=result))
 
 
 def test_every_status_has_a_colour() -> None:
@@ -126,7 +129,17 @@ def test_every_status_has_a_colour() -> None:
         name="five",
         stages=[StageDefinition(status.value, never) for status in StageStatus],
     )
-    text = render(pipeline, "mermaid", {status.value: status for status in StageStatus})
+    result = PipelineResult(
+        success=False,
+        outputs={},
+        stage_results={
+            status.value: StageResult(success=False, status=status)
+            for status in StageStatus
+        },
+        failed_stages=[],
+        total_duration_ms=0,
+    )
+    text = render_diagram(pipeline, "mermaid", result=result)
     for n, status in enumerate(StageStatus):
         assert f"    class s{n} {status.value}" in text.splitlines()
 
@@ -140,14 +153,14 @@ def test_stage_ids_are_escaped_in_both_formats() -> None:
             StageDefinition('a"b\\c', never, inputs=["end"]),
         ],
     )
-    mermaid = render(pipeline, "mermaid").splitlines()
+    mermaid = render_diagram(pipeline, "mermaid").splitlines()
     assert mermaid[:4] == [
         '%% pipeline: say "hi"',
         "flowchart LR",
         '    s0["<b>end</b>"]',
         '    s1["<b>a#quot;b\\c</b>"]',
     ]
-    dot = render(pipeline, "dot").splitlines()
+    dot = render_diagram(pipeline, "dot").splitlines()
     assert dot[0] == 'digraph "say \\"hi\\"" {'
     assert '    "end" -> "a\\"b\\\\c";' in dot
 
@@ -157,7 +170,7 @@ def test_unknown_input_is_drawn_as_a_marked_node() -> None:
     pipeline = PipelineDefinition(
         name="broken", stages=[StageDefinition("sink", never, inputs=["lod"])]
     )
-    lines = render(pipeline, "mermaid").splitlines()
+    lines = render_diagram(pipeline, "mermaid").splitlines()
     assert lines[3:] == ['    u0["lod?"]', "    u0 --> s0"]
 
 
@@ -177,7 +190,7 @@ def test_unknown_format_is_refused() -> None:
     with pytest.raises(
         ValueError, match=r"^unknown diagram format 'png'; known formats: mermaid, dot$"
     ):
-        render(showcase(), "png")
+        render_diagram(showcase(), "png")
 
 
 @pytest.mark.parametrize(
