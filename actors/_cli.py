@@ -317,11 +317,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         _err("aborted")
         return EXIT_INTERRUPTED
     except BaseExceptionGroup as group:
+        # Our own nursery wraps what it lets through: unwrap it here.
+        exits = group.subgroup(SystemExit)
+        if exits is not None:  # a stage called sys.exit(): honour its code
+            raise next(_leaves(exits)) from None
         rest = group.split((KeyboardInterrupt, TargetError))[1]
         if rest is not None:
             raise
-        interrupt = group.subgroup(KeyboardInterrupt)
-        if interrupt is not None:
+        if group.subgroup(KeyboardInterrupt) is not None:
             _err("aborted")
             return EXIT_INTERRUPTED
         _err(*(f"error: {exc}" for exc in _leaves(group)))

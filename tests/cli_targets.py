@@ -69,6 +69,11 @@ async def chatty(value: Any, context: PipelineContext) -> None:
     log.warning("disk_almost_full", free_mb=12)
 
 
+async def leave(value: Any, context: PipelineContext) -> None:
+    """Exit the program from inside a stage."""
+    raise SystemExit(3)
+
+
 async def split(value: Any, context: PipelineContext) -> list[int]:
     """Return three items."""
     return [1, 2, 3]
@@ -111,6 +116,8 @@ failing = PipelineDefinition(
 )
 
 noisy = PipelineDefinition(name="noisy", stages=[StageDefinition("talk", chatty)])
+
+exits = PipelineDefinition(name="exits", stages=[StageDefinition("leave", leave)])
 
 slow = PipelineDefinition(name="slow", stages=[StageDefinition("wait", forever)])
 

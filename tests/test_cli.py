@@ -135,6 +135,13 @@ def test_second_ctrl_c_aborts_with_130(capsys: pytest.CaptureFixture[str]) -> No
     ]
 
 
+def test_sys_exit_in_a_stage_exits_with_its_code() -> None:
+    """SystemExit from a stage leaves the command as itself, not in a group."""
+    with pytest.raises(SystemExit) as exc_info:
+        cli("run", f"{TARGETS}:exits")
+    assert exc_info.value.code == 3
+
+
 def test_input_is_json_from_the_option_or_a_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -231,7 +238,7 @@ def test_bad_context_exits_2(
         ),
         (
             f"{TARGETS}:missing",
-            r"^error: tests/cli_targets.py:missing: no attribute 'missing'; pipelines defined there: failing, fans, interrupted, invalid, noisy, ok, slow, stubborn$",
+            r"^error: tests/cli_targets.py:missing: no attribute 'missing'; pipelines defined there: exits, failing, fans, interrupted, invalid, noisy, ok, slow, stubborn$",
         ),
         (
             f"{TARGETS}:not_a_pipeline",
