@@ -141,6 +141,8 @@ class _Run:
         self.why = ""
         self.cancelled = trio.Event()
         self.cancelled_at_ms = 0.0
+        # The clock time of the cancel, unrounded: "after" means strictly later.
+        self.cancelled_at = float("inf")
         self.states = [StageState() for _ in graph.nodes]
         self.results: list[StageResult[Any] | None] = [None] * len(graph.nodes)
 
@@ -153,7 +155,8 @@ class _Run:
         if self.reason is None:
             self.reason = reason
             self.why = why
-            self.cancelled_at_ms = self.now_ms()
+            self.cancelled_at = self.clock.current_time()
+            self.cancelled_at_ms = round((self.cancelled_at - self.start) * 1000, 6)
             self.scope.cancel()
             self.cancelled.set()
 
@@ -220,6 +223,10 @@ class _Run:
                 async with trio.open_nursery() as actors:
                     for runner in runners:
                         actors.start_soon(runner.run, name=f"actor:{runner.node.id}")
+            if self.reason is not None:
+                # A stage that blocked the event loop past the grace period
+                # ends before the watchdog gets its turn: name it now.
+                self._name_unresponsive()
             helpers.cancel_scope.cancel()
 
     def _wire(self, initial_input: Any) -> list[StageRunner]:
@@ -257,10 +264,22 @@ class _Run:
         """After a cancel, name the stages that do not stop within the grace period."""
         await self.cancelled.wait()
         await trio.sleep(self.grace_s)
+        self._name_unresponsive()
+
+    def _name_unresponsive(self) -> None:
+        """Emit ``stage_unresponsive`` once per stage running past the grace period."""
         if not self.dispatch.stage_unresponsive:
             return
+        limit = self.cancelled_at + self.grace_s
         for node, state in zip(self.graph.nodes, self.states, strict=True):
-            if state.running and self.results[node.index] is None:
+            stopped = state.stopped_at
+            if (
+                state.running
+                and not state.named_unresponsive
+                and self.results[node.index] is None
+                and (stopped is None or stopped >= limit)
+            ):
+                state.named_unresponsive = True
                 event = StageUnresponsive(
                     self.run_id,
                     self.graph.name,

@@ -62,6 +62,9 @@ class StageState:
     item_running_ms: float = 0.0
     swallowed_cancel: bool = False
     cancel_errors: list[str] | None = None
+    stopped_at: float | None = None
+    """Clock time its actor ended, if the run was cancelled by then."""
+    named_unresponsive: bool = False
 
     def profile(self, finished_at_ms: float) -> StageProfile:
         """Freeze what was measured into a profile."""
@@ -175,6 +178,8 @@ class StageRunner:
         finally:
             for outbox in self.outboxes:
                 outbox.close()
+            if self._run.reason is not None:
+                self.state.stopped_at = self._run.clock.current_time()
 
     def _gather(self, received: list[Message]) -> tuple[Any, str | None]:
         """Return the stage's input value, or ``None`` and the failed input's id."""
@@ -294,12 +299,15 @@ class StageRunner:
                 raise
             end = clock.current_time()
             self._ran(item, end - begin)
-            if (
-                run.reason is not None
-                and (end - run.start) * 1000 > run.cancelled_at_ms
-            ):
-                # It ran on after the run was cancelled: it swallowed Cancelled.
-                state.swallowed_cancel = True
+            if run.reason is not None:
+                # It returned while the run was cancelled. Later than the
+                # cancel, it ran on: it swallowed Cancelled. In the same
+                # instant it may have swallowed it, or been woken just before
+                # the cancel; either way its result is not kept (issue 5).
+                # Compared unrounded: ms rounded to 1 ns accused stages that
+                # ended in the very instant of the cancel.
+                if end > run.cancelled_at:
+                    state.swallowed_cancel = True
                 await trio.lowlevel.checkpoint()
             outcome.attempts = attempt
             outcome.begin, outcome.end = first_begin, end
