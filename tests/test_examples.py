@@ -257,3 +257,18 @@ def test_readme_example_runs(
     exec(compile(code, "README.md", "exec"), {})
     pages = [f"HTTPS://EXAMPLE.ORG/{n}" for n in range(5)]
     assert capsys.readouterr().out == f"True {pages}\n"
+
+
+def test_cli_docs_show_the_real_output(capsys: pytest.CaptureFixture[str]) -> None:
+    """The sample output in docs/cli.md is what ``actors run`` prints, line for line."""
+    clock = trio.testing.MockClock(autojump_threshold=0)
+    argv = ["run", "examples/audio_sequencer.py", "--context", ":make_context"]
+    assert main(argv, clock=clock) == 0
+    printed = capsys.readouterr().out.splitlines()
+    docs = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8").splitlines()
+    progress = docs[docs.index("   0.000s  audio           started") :]
+    progress = progress[: progress.index("   ...")]
+    assert printed[: len(progress)] == progress
+    summary = docs[docs.index("stage           status     attempts  duration  note") :]
+    summary = summary[: summary.index("```")]
+    assert printed[-len(summary) :] == summary
