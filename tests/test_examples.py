@@ -268,7 +268,10 @@ def test_cli_docs_show_the_real_output(capsys: pytest.CaptureFixture[str]) -> No
     docs = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8").splitlines()
     progress = docs[docs.index("   0.000s  audio           started") :]
     progress = progress[: progress.index("   ...")]
-    assert printed[: len(progress)] == progress
+    # Stages starting in the same instant may print in either order (trio
+    # does not promise an order among tasks woken together); every line
+    # carries its time, so comparing sorted lines still checks the timeline.
+    assert sorted(printed[: len(progress)]) == sorted(progress)
     summary = docs[docs.index("stage           status     attempts  duration  note") :]
     summary = summary[: summary.index("```")]
     assert printed[-len(summary) :] == summary
