@@ -92,7 +92,12 @@ class PipelineExecutor:
             interrupt = _first_interrupt(group)
             if interrupt is None:
                 raise
-            raise interrupt from None
+        # Raised outside the except clause, so the group is not its context,
+        # and the name is dropped: its traceback holds this frame (issue 5).
+        try:
+            raise interrupt
+        finally:
+            del interrupt
 
 
 def run(
@@ -219,15 +224,23 @@ class _Run:
             if graph.timeout_s is not None:
                 helpers.start_soon(self._watch_deadline, self.start + graph.timeout_s)
             helpers.start_soon(self._watchdog)
-            with self.scope:
-                async with trio.open_nursery() as actors:
-                    for runner in runners:
-                        actors.start_soon(runner.run, name=f"actor:{runner.node.id}")
-            if self.reason is not None:
-                # A stage that blocked the event loop past the grace period
-                # ends before the watchdog gets its turn: name it now.
-                self._name_unresponsive()
-            helpers.cancel_scope.cancel()
+            try:
+                with self.scope:
+                    async with trio.open_nursery() as actors:
+                        for runner in runners:
+                            actors.start_soon(
+                                runner.run, name=f"actor:{runner.node.id}"
+                            )
+                if self.reason is not None:
+                    # A stage that blocked the event loop past the grace
+                    # period ends before the watchdog gets its turn.
+                    self._name_unresponsive()
+            finally:
+                # Cancelled from here even when an interrupt escapes the
+                # actors: cancelled by trio on the way out instead, the
+                # helpers' Cancelled would hold the frame holding the group,
+                # a reference cycle left to the collector (issue 5).
+                helpers.cancel_scope.cancel()
 
     def _wire(self, initial_input: Any) -> list[StageRunner]:
         """Create one inbox per stage, and one send endpoint per edge."""

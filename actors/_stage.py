@@ -34,6 +34,34 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
+def _own_frames_dropped(exc: BaseException) -> BaseException:
+    """Drop this module's frames from the start of *exc*'s traceback; return *exc*.
+
+    The exception outlives the run on its StageResult. A frame of ours on its
+    traceback holds the runner, hence the run and that very result: a
+    reference cycle left to the garbage collector (issue 5). The stage's own
+    frames, the useful part, stay.
+    """
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_globals is _MODULE_GLOBALS:
+        tb = tb.tb_next
+    exc.__traceback__ = tb
+    return exc
+
+
+_MODULE_GLOBALS = globals()
+
+
+async def _evaluate(condition: Any, context: Any) -> bool:
+    """Call ``condition(context)``; never yields.
+
+    A coroutine on purpose: a synchronous frame that raises keeps its
+    caller's frame as ``f_back``. Called from here, that caller holds only
+    the condition and the context, not the runner (see _own_frames_dropped).
+    """
+    return bool(condition(context))
+
+
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     """Return the exceptions inside *group*, nested groups flattened."""
     leaves, pending = [], [group]
@@ -167,8 +195,14 @@ class StageRunner:
             else:
                 received = []
                 with inbox:
-                    for _ in self.node.inputs:
-                        received.append(await inbox.receive())
+                    try:
+                        for _ in self.node.inputs:
+                            received.append(await inbox.receive())
+                    except trio.EndOfChannel:
+                        # An input's actor ended without a result and before
+                        # any cancel: a KeyboardInterrupt is tearing the run
+                        # down. Nothing to do (and no error to add to it).
+                        return
                 result = await self._stage(*self._gather(received))
             if result is not None:
                 message = (self.node.index, result)
@@ -212,11 +246,13 @@ class StageRunner:
         definition = node.definition
         if definition.condition is not None:
             try:
-                go = bool(definition.condition(run.context))
+                go = await _evaluate(definition.condition, run.context)
             except Exception as exc:
                 return self._finish_failure(
                     _Outcome(
-                        False, error=f"condition raised {describe(exc)}", exception=exc
+                        False,
+                        error=f"condition raised {describe(exc)}",
+                        exception=_own_frames_dropped(exc),
                     )
                 )
             if not go:
@@ -282,7 +318,9 @@ class StageRunner:
                 else:
                     outcome = _Outcome(True, output=raw)
             except Exception as exc:
-                outcome = _Outcome(False, error=describe(exc), exception=exc)
+                outcome = _Outcome(
+                    False, error=describe(exc), exception=_own_frames_dropped(exc)
+                )
             except BaseExceptionGroup as group:
                 # Cleanup that fails while the stage is being cancelled: keep
                 # the errors on the cancelled result and let Cancelled go on.
