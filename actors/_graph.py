@@ -135,6 +135,14 @@ def _stage_call(
 ) -> tuple[Callable[..., Any], bool] | None:
     """Return (callable, returns_result) for the stage's form, or record why not."""
     target = stage.stage
+    if isinstance(target, type):
+        # A class, not an instance: its execute would get the input as self.
+        errors.append(
+            f"stage {stage.id!r}: stage must be an object with an async "
+            f"execute(input, context) method or an async function, got the "
+            f"class {target.__name__}; pass an instance ({target.__name__}())"
+        )
+        return None
     execute = getattr(target, "execute", None)
     if execute is not None and inspect.iscoroutinefunction(execute):
         return execute, True
