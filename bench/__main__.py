@@ -7,7 +7,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from . import _cancel, _dag, _fanout, _makespan, _memory, _scaling
+from . import _cancel, _dag, _fanout, _makespan, _memory, _profile, _scaling
 from ._common import Row, machine, table
 
 PARTS: dict[str, Callable[[bool], list[Row]]] = {
@@ -18,6 +18,10 @@ PARTS: dict[str, Callable[[bool], list[Row]]] = {
     "memory": _memory.run,
     "makespan": _makespan.run,
 }
+EXTRA: dict[str, Callable[[bool], list[Row]]] = {
+    "profile": _profile.run,
+}
+"""Parts run only when named (they are diagnostics, not measurements)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,9 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "parts",
         nargs="*",
-        choices=[*PARTS, []],
+        choices=[*PARTS, *EXTRA, []],
         metavar="part",
-        help=f"what to run, any of: {', '.join(PARTS)} (default: all)",
+        help=f"what to run, any of: {', '.join([*PARTS, *EXTRA])} "
+        f"(default: {', '.join(PARTS)})",
     )
     parser.add_argument(
         "--quick", action="store_true", help="fewer repetitions (noisier medians)"
@@ -38,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.parts or list(PARTS):
         begin = time.perf_counter()
         print(f"running {name} ...", file=sys.stderr, flush=True)
-        rows.extend(PARTS[name](args.quick))
+        rows.extend({**PARTS, **EXTRA}[name](args.quick))
         took = time.perf_counter() - begin
         print(f"  {name} took {took:.0f} s", file=sys.stderr, flush=True)
     info = machine()

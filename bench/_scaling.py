@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import time
 
 import trio
 
-from actors import PipelineExecutor
+from actors import PipelineDefinition, PipelineExecutor
 
 from ._common import Row, baseline_dag, layered, median, pipeline_of, timed, verdict
 
@@ -61,19 +62,23 @@ async def _measure(quick: bool) -> list[Row]:
             verdict(ratio <= FLAT),
         )
     )
-    deps = layered(100_000)
-    pipeline = pipeline_of(deps)
+    # The first validation of a new definition, as an application does it
+    # (the graph is cached on the definition afterwards).
+    stages = pipeline_of(layered(100_000)).stages
     took = []
-    for _ in range(3):
+    for _ in range(3 if quick else 5):
+        fresh = PipelineDefinition(name="validate", stages=stages)
+        gc.collect()
         begin = time.perf_counter()
-        errors = pipeline.validate_pipeline()
+        errors = fresh.validate_pipeline()
         took.append(time.perf_counter() - begin)
         assert not errors
+        del fresh
     rows.append(
         Row(
             "scaling",
             "validation of 100,000 stages",
-            f"{median(took):.3f} s",
+            f"{median(took):.3f} s (min {min(took):.3f})",
             f"< {VALIDATION_S:g} s",
             verdict(median(took) < VALIDATION_S),
         )
