@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-from array import array
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -15,6 +13,7 @@ from ._definition import ExecutionPattern
 from ._events import ItemFinished, StageRetrying, StageStarted
 from ._exceptions import StageContractError, StageTimeoutError
 from ._results import StageProfile, StageResult, StageStatus, construct
+from ._sketch import DurationSketch
 
 if TYPE_CHECKING:
     from ._executor import _Run
@@ -85,7 +84,7 @@ class StageState:
     attempt_ms: list[float] | None = None
     backoff_ms: float = 0.0
     items: int | None = None
-    item_ms: array[float] | None = None
+    item_ms: DurationSketch | None = None
     item_queued_ms: float = 0.0
     item_running_ms: float = 0.0
     swallowed_cancel: bool = False
@@ -101,10 +100,9 @@ class StageState:
         queued += self.item_queued_ms
         p50 = p95 = top = None
         if self.item_ms:
-            ranked = sorted(self.item_ms)
-            p50 = round(ranked[math.ceil(0.50 * len(ranked)) - 1], 6)
-            p95 = round(ranked[math.ceil(0.95 * len(ranked)) - 1], 6)
-            top = round(ranked[-1], 6)
+            p50 = round(self.item_ms.percentile(0.50), 6)
+            p95 = round(self.item_ms.percentile(0.95), 6)
+            top = round(self.item_ms.maximum, 6)
         return _new_profile(
             ready_at_ms=ready,
             started_at_ms=started,
@@ -425,7 +423,7 @@ class StageRunner:
             )
         count = len(items)
         state.items = count
-        state.item_ms = array("d")
+        state.item_ms = DurationSketch()
         state.started_at_ms = run.now_ms()
         if run.dispatch.stage_started:
             # The stage as a whole starts once; its items follow (issue 3).
@@ -451,7 +449,7 @@ class StageRunner:
                 # How long this item waited for a concurrency slot.
                 state.item_queued_ms += (outcome.begin - fan_begin) * 1000
                 duration = (outcome.end - outcome.begin) * 1000
-                item_ms.append(duration)
+                item_ms.add(duration)
                 if run.dispatch.item_finished:
                     exc = outcome.exception
                     event = ItemFinished(
