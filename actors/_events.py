@@ -168,7 +168,10 @@ class Dispatch:
     pipeline_finished: list[Observer]
 
     def __init__(self, observers: Iterable[Observer]) -> None:
-        self._observers = list(dict.fromkeys(observers))
+        # By identity: observers need not be hashable, and equal ones are
+        # still distinct observers.
+        unique = {id(observer): observer for observer in observers}
+        self._observers = list(unique.values())
         for hook in HOOKS:
             setattr(self, hook, self._overriding(hook))
 
@@ -211,5 +214,4 @@ class Dispatch:
     def _disable(self, observer: Observer) -> None:
         for hook in HOOKS:
             observers: list[Observer] = getattr(self, hook)
-            if observer in observers:
-                observers.remove(observer)
+            observers[:] = [o for o in observers if o is not observer]

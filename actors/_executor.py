@@ -28,7 +28,7 @@ from ._results import (
     StageStatus,
     construct,
 )
-from ._stage import Message, StageRunner, StageState
+from ._stage import Message, StageRunner, StageState, leaves
 
 _LOGGING = LoggingObserver()
 
@@ -87,9 +87,9 @@ class PipelineExecutor:
             return await run.run(initial_input)
         except BaseExceptionGroup as group:
             # Policy: stage code cannot raise out of a run, so a group here
-            # holds an interrupt (re-raised bare, as callers expect) or
-            # cancellation (left alone for the cancelled scope to absorb).
-            interrupt = _first_interrupt(group)
+            # holds an interrupt (re-raised bare, as callers expect) or the
+            # caller's cancellation (re-raised as one trio.Cancelled).
+            interrupt = _bare_exception(group)
             if interrupt is None:
                 raise
         # Raised outside the except clause, so the group is not its context,
@@ -113,15 +113,20 @@ def run(
     return trio.run(PipelineExecutor().execute, pipeline, initial_input, context)
 
 
-def _first_interrupt(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            found = _first_interrupt(exc)
-            if found is not None:
-                return found
-        elif isinstance(exc, KeyboardInterrupt | SystemExit):
-            return exc
+def _bare_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    found = leaves(group)
+    interrupts = [e for e in found if isinstance(e, KeyboardInterrupt | SystemExit)]
+    if interrupts:
+        return interrupts[0]
+    if all(isinstance(e, trio.Cancelled) for e in found):
+        return found[0]  # the caller's cancellation, as one trio.Cancelled
     return None
+
+
+def _is_cancellation(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return all(isinstance(e, trio.Cancelled) for e in leaves(exc))
+    return isinstance(exc, trio.Cancelled)
 
 
 class _Run:
@@ -196,18 +201,23 @@ class _Run:
                     None if graph.timeout_s is None else graph.timeout_s * 1000,
                 ),
             )
-        caller_cancelled = True
         try:
             with structlog.contextvars.bound_contextvars(
                 run_id=self.run_id, pipeline=graph.name
             ):
                 await self._supervise(initial_input)
-            caller_cancelled = False
+        except BaseException as exc:
+            # Only noted, and re-raised: the caller cancelled us, or a stage
+            # raised KeyboardInterrupt or SystemExit.
+            if self.reason is None:
+                self.reason = PipelineStatus.CANCELLED
+                self.why = (
+                    "cancelled by caller" if _is_cancellation(exc) else "interrupted"
+                )
+            raise
         finally:
             # Runs on every exit, so a cancelled or interrupted run still logs
             # a complete story; nothing here awaits.
-            if caller_cancelled and self.reason is None:
-                self.reason, self.why = PipelineStatus.CANCELLED, "cancelled by caller"
             result = self._result()
         return result
 
@@ -216,6 +226,7 @@ class _Run:
         token = self.context.cancel_token
         if token is not None and token.is_set():
             self.cancel(PipelineStatus.CANCELLED, "cancel token set before the run")
+            await trio.lowlevel.checkpoint()  # execute is always a checkpoint
             return
         runners = self._wire(initial_input)
         async with trio.open_nursery() as helpers:

@@ -25,7 +25,6 @@ class Node:
     id: str
     definition: StageDefinition
     inputs: tuple[int, ...]
-    downstream: tuple[int, ...]
     call: Callable[..., Any]
     returns_result: bool
     retry: RetryConfig
@@ -106,8 +105,7 @@ def compile_pipeline(pipeline: PipelineDefinition) -> tuple[Graph | None, list[s
             unique = dict.fromkeys(names)  # in order: cycle messages are stable
             inputs.append(tuple([index_of[n] for n in unique if n in index_of]))
 
-    cycles, flat, starts = _cycles([stage.id for stage in stages], inputs)
-    errors.extend(cycles)
+    errors.extend(_cycles([stage.id for stage in stages], inputs))
     if errors:
         return None, errors
 
@@ -121,7 +119,6 @@ def compile_pipeline(pipeline: PipelineDefinition) -> tuple[Graph | None, list[s
                 id=stage.id,
                 definition=stage,
                 inputs=inputs[position],
-                downstream=tuple(flat[starts[position] : starts[position + 1]]),
                 call=call[0],
                 returns_result=call[1],
                 retry=stage.retry_config or _NO_RETRY,
@@ -136,6 +133,14 @@ def compile_pipeline(pipeline: PipelineDefinition) -> tuple[Graph | None, list[s
         dependencies={stage.id: stage.inputs for stage in stages},
     )
     return graph, []
+
+
+def _is_async(target: Any) -> bool:
+    return inspect.iscoroutinefunction(target) or (
+        callable(target)
+        and not isinstance(target, type)
+        and inspect.iscoroutinefunction(type(target).__call__)
+    )
 
 
 def _seconds(ms: float | None) -> float | None:
@@ -158,11 +163,7 @@ def _stage_call(
     execute = getattr(target, "execute", None)
     if execute is not None and inspect.iscoroutinefunction(execute):
         return execute, True
-    if inspect.iscoroutinefunction(target) or (
-        callable(target)
-        and not isinstance(target, type)
-        and inspect.iscoroutinefunction(type(target).__call__)
-    ):
+    if _is_async(target):
         return target, False
     what = type(target).__name__
     if execute is not None:
@@ -182,6 +183,12 @@ def _check_stage(errors: list[str], stage: StageDefinition) -> None:
         errors.append(
             f"{where}: condition must be callable as condition(context), "
             f"got {type(stage.condition).__name__}"
+        )
+    elif stage.condition is not None and _is_async(stage.condition):
+        # bool() of a coroutine is always true: the condition would never skip.
+        errors.append(
+            f"{where}: condition must be a plain function returning a bool, "
+            "got an async function"
         )
     _check_timeout(errors, "stage", stage.id, stage.timeout_ms)
     if stage.max_concurrency is not None:
@@ -229,17 +236,11 @@ def _check_retry(errors: list[str], where: str, retry: RetryConfig) -> None:
         bad(f"jitter must be between 0 and 1, got {retry.jitter}")
 
 
-def _cycles(
-    ids: list[str], inputs: list[tuple[int, ...]]
-) -> tuple[list[str], list[int], list[int]]:
-    """Return one message per dependency cycle, each printed as a path.
-
-    Also return every stage's consumers, in order, as one flat list: those of
-    stage ``i`` are ``flat[first[i]:first[i + 1]]`` (two lists, not one per
-    stage: fewer objects for the garbage collector to track).
-    """
+def _cycles(ids: list[str], inputs: list[tuple[int, ...]]) -> list[str]:
+    """Return one message per group of mutually dependent stages, as a path."""
     # Kahn's algorithm, iterative: whatever it cannot order lies on, or after,
-    # a cycle.
+    # a cycle. Consumers are kept as one flat list (those of stage i are
+    # flat[first[i]:first[i + 1]]): fewer objects for the garbage collector.
     count = len(ids)
     first = [0] * (count + 1)
     for edges in inputs:
@@ -261,25 +262,80 @@ def _cycles(
             pending[consumer] -= 1
             if pending[consumer] == 0:
                 ready.append(consumer)
-
-    # Each unordered stage has an unordered input: walking inputs backwards
-    # must come round to a stage already on the walk, which closes a cycle.
+    unordered = [node for node in range(count) if pending[node]]
+    if not unordered:
+        return []
     messages = []
-    visited = [False] * count
-    for start in range(count):
-        if pending[start] == 0 or visited[start]:
+    for group in _strongly_connected(unordered, inputs, pending):
+        if len(group) == 1 and group[0] not in inputs[group[0]]:
+            continue  # not on a cycle, only after one
+        messages.append(f"dependency cycle: {' -> '.join(_loop(group, inputs, ids))}")
+    return messages
+
+
+def _strongly_connected(
+    nodes: list[int], inputs: list[tuple[int, ...]], pending: list[int]
+) -> list[list[int]]:
+    """Tarjan's algorithm without recursion, over *nodes* and their inputs.
+
+    Groups come back ordered by their first-declared stage, so messages are
+    stable whatever order the walk takes.
+    """
+    index: dict[int, int] = {}
+    low: dict[int, int] = {}
+    stack: list[int] = []
+    on_stack: set[int] = set()
+    groups = []
+    for root in nodes:
+        if root in index:
             continue
-        walk: list[int] = []
-        on_walk: dict[int, int] = {}
-        node = start
-        while not visited[node]:
-            visited[node] = True
-            on_walk[node] = len(walk)
-            walk.append(node)
-            node = next(n for n in inputs[node] if pending[n] > 0)
-        if node in on_walk:
-            loop = walk[on_walk[node] :]
-            loop.reverse()  # inputs were walked backwards; print data flow
-            path = [ids[n] for n in loop] + [ids[loop[0]]]
-            messages.append(f"dependency cycle: {' -> '.join(path)}")
-    return messages, flat, first
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        work = [(root, iter(inputs[root]))]
+        while work:
+            node, edges = work[-1]
+            for source in edges:
+                if not pending[source]:
+                    continue  # ordered by Kahn: on no cycle
+                if source not in index:
+                    index[source] = low[source] = len(index)
+                    stack.append(source)
+                    on_stack.add(source)
+                    work.append((source, iter(inputs[source])))
+                    break
+                if source in on_stack:
+                    low[node] = min(low[node], index[source])
+            else:
+                work.pop()
+                if work:
+                    parent = work[-1][0]
+                    low[parent] = min(low[parent], low[node])
+                if low[node] == index[node]:
+                    group = []
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        group.append(member)
+                        if member == node:
+                            break
+                    groups.append(sorted(group))
+    groups.sort()
+    return groups
+
+
+def _loop(group: list[int], inputs: list[tuple[int, ...]], ids: list[str]) -> list[str]:
+    """Return one cycle inside a strongly connected *group*, as ids in data flow."""
+    members = set(group)
+    walk: list[int] = []
+    on_walk: dict[int, int] = {}
+    node = group[0]
+    # Every member has an input inside the group: walking inputs backwards
+    # comes round to a stage already on the walk, which closes a cycle.
+    while node not in on_walk:
+        on_walk[node] = len(walk)
+        walk.append(node)
+        node = next(source for source in inputs[node] if source in members)
+    loop = walk[on_walk[node] :]
+    loop.reverse()  # inputs were walked backwards; print data flow
+    return [ids[n] for n in loop] + [ids[loop[0]]]

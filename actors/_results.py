@@ -37,7 +37,7 @@ class PipelineStatus(enum.StrEnum):
     TIMED_OUT = "timed_out"
     """The pipeline's own ``timeout_ms`` expired."""
     CANCELLED = "cancelled"
-    """The context's ``cancel_token`` was set."""
+    """The ``cancel_token`` was set, the caller cancelled, or a stage interrupted."""
 
 
 class StageProfile(BaseModel):

@@ -61,16 +61,16 @@ async def _evaluate(condition: Any, context: Any) -> bool:
     return bool(condition(context))
 
 
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+def leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     """Return the exceptions inside *group*, nested groups flattened."""
-    leaves, pending = [], [group]
+    found, pending = [], [group]
     while pending:
         for exc in pending.pop().exceptions:
             if isinstance(exc, BaseExceptionGroup):
                 pending.append(exc)
             else:
-                leaves.append(exc)
-    return leaves
+                found.append(exc)
+    return found
 
 
 @dataclass(eq=False, slots=True)
@@ -308,8 +308,13 @@ class StageRunner:
                     with trio.CancelScope(deadline=begin + timeout) as scope:
                         raw = await call(value, context)
                     if scope.cancelled_caught or clock.current_time() > scope.deadline:
+                        # Cancelled and still returned: it swallowed Cancelled.
+                        # Past the deadline without a checkpoint: a plain
+                        # timeout (it never saw the cancellation).
                         raise self._timed_out(
-                            attempt, swallowed=not scope.cancelled_caught
+                            attempt,
+                            swallowed=scope.cancel_called
+                            and not scope.cancelled_caught,
                         )
                 if returns_result or isinstance(raw, StageResult):
                     outcome = self._judge(raw)
@@ -326,7 +331,7 @@ class StageRunner:
                 self._ran(item, clock.current_time() - begin)
                 if cancelled is None or not isinstance(errors, ExceptionGroup):
                     raise
-                state.cancel_errors = [describe(exc) for exc in _leaves(errors)]
+                state.cancel_errors = [describe(exc) for exc in leaves(errors)]
                 raise cancelled from errors
             except BaseException:
                 # Cancelled (or interrupted): never retried, but the attempt
@@ -397,18 +402,16 @@ class StageRunner:
         return StageTimeoutError(text)
 
     def _judge(self, raw: Any) -> _Outcome:
-        """Turn what the stage function returned into an outcome."""
+        """Turn a returned StageResult into an outcome; anything else is a breach."""
         if isinstance(raw, StageResult):
             if raw.success:
                 return _Outcome(True, output=raw.output, returned=raw)
             error = raw.error or "stage reported failure"
             return _Outcome(False, error=error, exception=raw.exception, returned=raw)
-        if self.node.returns_result:
-            raise StageContractError(
-                f"stage {self.node.id!r}: execute returned {type(raw).__name__}, "
-                "expected a StageResult (use success_result() or failure_result())"
-            )
-        return _Outcome(True, output=raw)
+        raise StageContractError(
+            f"stage {self.node.id!r}: execute returned {type(raw).__name__}, "
+            "expected a StageResult (use success_result() or failure_result())"
+        )
 
     async def _fan_out(self, items: Any) -> StageResult[Any] | None:
         """Run the stage once per item, at most ``max_concurrency`` at a time."""
@@ -445,6 +448,8 @@ class StageRunner:
 
         async def worker(cancel_scope: trio.CancelScope) -> None:
             for index, item in work:
+                if cancel_scope.cancel_called:
+                    return  # an item failed; its siblings take no new items
                 outcome = await self._attempts(item, index)
                 # How long this item waited for a concurrency slot.
                 state.item_queued_ms += (outcome.begin - fan_begin) * 1000
@@ -508,7 +513,9 @@ class StageRunner:
         started = state.started_at_ms
         result = _new_result(
             success=status is StageStatus.SUCCEEDED or status is StageStatus.SKIPPED,
-            stage_name=stage_name or node.id,
+            # A result made by success_result(x) without a name is named
+            # after its stage.
+            stage_name=node.id if stage_name in (None, "unknown") else stage_name,
             output=output,
             error=error,
             metadata=metadata if metadata is not None else {},

@@ -938,3 +938,87 @@ async def test_stage_raising_an_exception_group_fails_with_it(
     assert pytest.RaisesGroup(ValueError, KeyError).matches(stage.exception)
     assert stage.error is not None
     assert stage.error.startswith("ExceptionGroup: ")
+
+
+async def test_caller_cancellation_is_a_bare_cancelled(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A caller's `except trio.Cancelled` sees the cancellation, not a group."""
+    caught: list[BaseException] = []
+    with trio.move_on_after(1):
+        try:
+            await execute(
+                pipeline(
+                    StageDefinition("a", sleeper(10)), StageDefinition("b", sleeper(10))
+                )
+            )
+        except trio.Cancelled as exc:
+            caught.append(exc)
+            raise
+    assert len(caught) == 1
+
+
+async def test_execute_is_a_checkpoint_even_when_nothing_runs() -> None:
+    """With the token already set, execute still yields (honest colour)."""
+    token = trio.Event()
+    token.set()
+    with trio.testing.assert_checkpoints():
+        await execute(
+            pipeline(StageDefinition("a", sleeper(1))),
+            context=PipelineContext(cancel_token=token),
+        )
+
+
+async def test_observers_need_not_be_hashable(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A dataclass observer (unhashable) receives events like any other."""
+    from dataclasses import dataclass, field
+
+    @dataclass
+    class Recorder(actors.Observer):
+        seen: list[str] = field(default_factory=list)
+
+        def stage_finished(self, event: actors.StageFinished) -> None:
+            self.seen.append(event.stage_id)
+
+    first, second = Recorder(), Recorder()
+    await PipelineExecutor(log_events=False, observers=[first, second]).execute(
+        pipeline(StageDefinition("a", sleeper(1)))
+    )
+    assert first.seen == second.seen == ["a"]
+
+
+async def test_unnamed_success_result_is_named_after_its_stage(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """success_result(x) without a name reports the stage id, not 'unknown'."""
+
+    class Anonymous:
+        name = "anonymous"
+
+        async def execute(
+            self, input: Any, context: PipelineContext[Any]
+        ) -> StageResult[int]:
+            return success_result(1)
+
+    result = await execute(pipeline(StageDefinition("anon", Anonymous())))
+    assert result.stage_results["anon"].stage_name == "anon"
+
+
+async def test_overrunning_a_timeout_without_a_checkpoint_is_a_plain_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A stage that blocks past its deadline never saw Cancelled: it timed out."""
+
+    async def blocking(input: Any, context: PipelineContext[Any]) -> str:
+        autojump_clock.jump(2)  # time passes without a checkpoint
+        return "late"
+
+    result = await execute(pipeline(StageDefinition("b", blocking, timeout_ms=1000)))
+    stage = result.stage_results["b"]
+    assert isinstance(stage.exception, StageTimeoutError)
+    assert (
+        stage.error
+        == "StageTimeoutError: stage 'b' timed out after 1000 ms (attempt 1)"
+    )

@@ -205,3 +205,36 @@ async def test_validation_happens_once_per_definition(
     await executor.execute(definition)
     assert first is not None
     assert definition._graph is first
+
+
+def test_cycle_behind_an_already_walked_stage_is_reported() -> None:
+    """A cycle reached only through a stage on another cycle is still reported."""
+    definition = PipelineDefinition(
+        name="p",
+        stages=[
+            stage("a", "b"),
+            stage("b", "a"),
+            stage("x", "a", "y"),
+            stage("y", "x"),
+        ],
+    )
+    assert definition.validate_pipeline() == [
+        "dependency cycle: b -> a -> b",
+        "dependency cycle: y -> x -> y",
+    ]
+
+
+def test_async_condition_is_refused() -> None:
+    """An async condition would always look true, so it is refused up front."""
+
+    async def condition(context: PipelineContext[Any]) -> bool:
+        return False
+
+    definition = PipelineDefinition(
+        name="p",
+        stages=[stage("c", condition=condition, pattern=ExecutionPattern.CONDITIONAL)],
+    )
+    assert definition.validate_pipeline() == [
+        "stage 'c': condition must be a plain function returning a bool, "
+        "got an async function"
+    ]
