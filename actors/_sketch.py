@@ -12,6 +12,7 @@ _GROWTH = 1.01
 """Bucket width: each bucket spans 1 %, so a percentile is off by < 0.5 %."""
 
 _LOG_GROWTH = math.log(_GROWTH)
+_PER_LOG = 1 / _LOG_GROWTH
 
 
 class DurationSketch:
@@ -70,7 +71,7 @@ _ZERO = -(2**31)
 
 
 def _bucket(value: float) -> int:
-    return _ZERO if value <= 0 else math.floor(math.log(value) / _LOG_GROWTH)
+    return _ZERO if value <= 0 else math.floor(math.log(value) * _PER_LOG)
 
 
 KeyT = TypeVar("KeyT", float, int)

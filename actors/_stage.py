@@ -448,7 +448,7 @@ class StageRunner:
 
         async def worker(cancel_scope: trio.CancelScope) -> None:
             for index, item in work:
-                if cancel_scope.cancel_called:
+                if failures:
                     return  # an item failed; its siblings take no new items
                 outcome = await self._attempts(item, index)
                 # How long this item waited for a concurrency slot.
