@@ -6,7 +6,6 @@ import inspect
 import io
 import json
 import re
-from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import pytest
 import structlog
 import trio
 import trio.testing
+from stages import StageFn, failing, sleeper
 
 import actors.analysis
 import actors.logging
@@ -38,39 +38,6 @@ from actors.analysis import (
     render_summary,
     render_timeline,
 )
-
-StageFn = Callable[[Any, PipelineContext[Any]], Awaitable[Any]]
-
-
-@pytest.fixture
-def restore_structlog() -> Iterator[None]:
-    """Put structlog's whole configuration back after a test reconfigures it."""
-    saved = structlog.get_config()
-    processors = saved["processors"]
-    contents = list(processors)
-    yield
-    processors[:] = contents  # the same list object: capture_logs holds it
-    structlog.configure(**{**saved, "processors": processors})
-
-
-def sleeper(seconds: float) -> StageFn:
-    """Return a stage that sleeps, then passes its input on."""
-
-    async def stage(value: Any, context: PipelineContext[Any]) -> Any:
-        await trio.sleep(seconds)
-        return value
-
-    return stage
-
-
-def failing(seconds: float, message: str = "boom") -> StageFn:
-    """Return a stage that sleeps, then raises ValueError(message)."""
-
-    async def stage(value: Any, context: PipelineContext[Any]) -> Any:
-        await trio.sleep(seconds)
-        raise ValueError(message)
-
-    return stage
 
 
 def flaky(failures: int, seconds: float = 0.5) -> StageFn:

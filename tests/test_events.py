@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
 import structlog
 import trio
 import trio.testing
+from stages import failing, sleeper
 
 import actors.logging
 from actors import (
@@ -25,28 +25,7 @@ from actors import (
     StageDefinition,
 )
 
-StageFn = Callable[[Any, PipelineContext[Any]], Awaitable[Any]]
 Event = dict[str, Any]
-
-
-def sleeper(seconds: float) -> StageFn:
-    """Return a stage that sleeps, then passes its input on."""
-
-    async def stage(value: Any, context: PipelineContext[Any]) -> Any:
-        await trio.sleep(seconds)
-        return value
-
-    return stage
-
-
-def failing(seconds: float, message: str = "boom") -> StageFn:
-    """Return a stage that sleeps, then raises ValueError(message)."""
-
-    async def stage(value: Any, context: PipelineContext[Any]) -> Any:
-        await trio.sleep(seconds)
-        raise ValueError(message)
-
-    return stage
 
 
 async def logged(
@@ -581,17 +560,6 @@ async def test_log_events_false_logs_nothing(
 
 
 # --- the configuration helpers ----------------------------------------------
-
-
-@pytest.fixture
-def restore_structlog() -> Iterator[None]:
-    """Put structlog's whole configuration back after a test reconfigures it."""
-    saved = structlog.get_config()
-    processors = saved["processors"]
-    contents = list(processors)
-    yield
-    processors[:] = contents  # the same list object: capture_logs holds it
-    structlog.configure(**{**saved, "processors": processors})
 
 
 @pytest.mark.usefixtures("restore_structlog")

@@ -4,29 +4,16 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
-import structlog
 import trio
 import trio.testing
 
 from actors import PipelineStatus, StageStatus
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "log_analysis.py"
-
-
-@pytest.fixture
-def restore_structlog() -> Iterator[None]:
-    """Put structlog's whole configuration back (the example reconfigures it)."""
-    saved = structlog.get_config()
-    processors = saved["processors"]
-    contents = list(processors)
-    yield
-    processors[:] = contents  # the same list object: capture_logs holds it
-    structlog.configure(**{**saved, "processors": processors})
 
 
 def load_example() -> ModuleType:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 import trio
 import trio.testing
+from stages import Log, StageFn, execute, failing, sleeper
 
 import actors
 from actors import (
@@ -25,50 +25,10 @@ from actors import (
     success_result,
 )
 
-StageFn = Callable[[Any, PipelineContext[Any]], Awaitable[Any]]
-Log = list[tuple[float, str]]
-
-
-def sleeper(
-    seconds: float, value: Any = None, log: Log | None = None, name: str = ""
-) -> StageFn:
-    """Return a stage that sleeps, records its start and end, and returns *value*."""
-
-    async def stage(input: Any, context: PipelineContext[Any]) -> Any:
-        if log is not None:
-            log.append((trio.current_time(), f"start {name}"))
-        try:
-            await trio.sleep(seconds)
-        finally:
-            if log is not None:
-                log.append((trio.current_time(), f"end {name}"))
-        return input if value is None else value
-
-    return stage
-
-
-def failing(seconds: float, message: str = "boom", log: Log | None = None) -> StageFn:
-    """Return a stage that sleeps, then raises ValueError(message)."""
-
-    async def stage(input: Any, context: PipelineContext[Any]) -> Any:
-        if log is not None:
-            log.append((trio.current_time(), "attempt"))
-        await trio.sleep(seconds)
-        raise ValueError(message)
-
-    return stage
-
 
 def pipeline(*stages: StageDefinition, **options: Any) -> PipelineDefinition:
     """Build a PipelineDefinition named 'test'."""
     return PipelineDefinition(name="test", stages=stages, **options)
-
-
-async def execute(
-    definition: PipelineDefinition, *args: Any, **kwargs: Any
-) -> actors.PipelineResult:
-    """Run with event logging off."""
-    return await PipelineExecutor(log_events=False).execute(definition, *args, **kwargs)
 
 
 def statuses(result: actors.PipelineResult) -> dict[str, StageStatus]:

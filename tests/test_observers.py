@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import structlog
 import trio
 import trio.lowlevel
 import trio.testing
+from stages import sleeper
 
 from actors import (
     ExecutionPattern,
@@ -29,7 +30,6 @@ from actors import (
     StageUnresponsive,
 )
 
-StageFn = Callable[[Any, PipelineContext[Any]], Awaitable[Any]]
 HOOKS = (
     "pipeline_started",
     "stage_started",
@@ -39,16 +39,6 @@ HOOKS = (
     "stage_unresponsive",
     "pipeline_finished",
 )
-
-
-def sleeper(seconds: float) -> StageFn:
-    """Return a stage that sleeps, then passes its input on."""
-
-    async def stage(value: Any, context: PipelineContext[Any]) -> Any:
-        await trio.sleep(seconds)
-        return value
-
-    return stage
 
 
 def chain(name: str = "chain") -> PipelineDefinition:

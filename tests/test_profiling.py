@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
 import trio.testing
+from stages import execute, failing, sleeper
 
 from actors import (
     ExecutionPattern,
     PipelineContext,
     PipelineDefinition,
-    PipelineExecutor,
     PipelineResult,
     RetryConfig,
     StageDefinition,
@@ -21,44 +20,11 @@ from actors import (
     TimelineEntry,
 )
 
-StageFn = Callable[[Any, PipelineContext[Any]], Awaitable[Any]]
-
-
-def sleeper(seconds: float) -> StageFn:
-    """Return a stage that sleeps, then passes its input on."""
-
-    async def stage(value: Any, context: PipelineContext[Any]) -> Any:
-        await trio.sleep(seconds)
-        return value
-
-    return stage
-
-
-def failing(seconds: float) -> StageFn:
-    """Return a stage that sleeps, then raises ValueError."""
-
-    async def stage(value: Any, context: PipelineContext[Any]) -> Any:
-        await trio.sleep(seconds)
-        raise ValueError("boom")
-
-    return stage
-
 
 async def sleep_for(value: float, context: PipelineContext[Any]) -> float:
     """A fan-out item: sleep *value* seconds."""
     await trio.sleep(value)
     return value
-
-
-async def execute(
-    definition: PipelineDefinition,
-    initial_input: Any = None,
-    context: PipelineContext[Any] | None = None,
-) -> PipelineResult:
-    """Run with event logging off."""
-    return await PipelineExecutor(log_events=False).execute(
-        definition, initial_input, context
-    )
 
 
 def profile_of(result: PipelineResult, stage_id: str) -> StageProfile:
