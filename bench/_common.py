@@ -101,6 +101,45 @@ async def baseline_dag(deps: Deps, initial_input: Any = None) -> list[Any]:
     return outputs
 
 
+async def baseline_channels(deps: Deps, initial_input: Any = None) -> list[Any]:
+    """Run *deps* by hand with the executor's primitive: one memory channel per node.
+
+    Each node gets an inbox with one slot per input; each producer owns a send
+    endpoint (a clone per extra input) and closes it once it has sent. What
+    the actor design costs before any orchestration is added.
+    """
+    outputs: list[Any] = [None] * len(deps)
+    outboxes: list[list[trio.MemorySendChannel[Any]]] = [[] for _ in deps]
+    inboxes: list[trio.MemoryReceiveChannel[Any] | None] = []
+    for inputs in deps:
+        if not inputs:
+            inboxes.append(None)
+            continue
+        send, receive = trio.open_memory_channel[Any](len(inputs))
+        inboxes.append(receive)
+        outboxes[inputs[0]].append(send)
+        for source in inputs[1:]:
+            outboxes[source].append(send.clone())
+
+    async def node(index: int, inputs: list[int]) -> None:
+        inbox = inboxes[index]
+        if inbox is None:
+            value = initial_input
+        else:
+            with inbox:
+                received = [await inbox.receive() for _ in inputs]
+            value = received[0][1] if len(received) == 1 else dict(received)
+        outputs[index] = await noop(value, None)  # type: ignore[arg-type]  # no context
+        for outbox in outboxes[index]:
+            with outbox:
+                outbox.send_nowait((index, outputs[index]))
+
+    async with trio.open_nursery() as nursery:
+        for index, inputs in enumerate(deps):
+            nursery.start_soon(node, index, inputs)
+    return outputs
+
+
 async def timed(fn: Callable[[], Awaitable[object]]) -> float:
     """Return the wall time of one call of *fn*, in seconds, after a full collection."""
     gc.collect()
