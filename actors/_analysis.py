@@ -17,9 +17,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from ._results import PipelineStatus, StageStatus, critical_path
+from ._results import PipelineStatus, StageProfile, StageStatus, critical_path
 
 __all__ = [
     "LogReport",
@@ -318,17 +318,18 @@ class _StageEndedLine(_StageLine):
     error: str | None = None
     error_type: str | None = None
     reason: str | None = None
-    ready_at_ms: float | None = None
-    started_at_ms: float | None = None
-    finished_at_ms: float | None = None
-    queued_ms: float = 0.0
-    attempt_ms: tuple[float, ...] = ()
-    backoff_ms: float = 0.0
-    items: int | None = None
-    item_p50_ms: float | None = None
-    item_p95_ms: float | None = None
-    item_max_ms: float | None = None
-    item_running_ms: float | None = None
+    profile: StageProfile
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nest_profile(cls, data: Any) -> Any:
+        # The logged line is flat, and its profile fields are StageProfile's
+        # own (the logging observer dumps the profile into the event).
+        if isinstance(data, dict):
+            fields = StageProfile.model_fields
+            profile = {k: v for k, v in data.items() if k in fields}
+            data = {**data, "profile": profile}
+        return data
 
 
 # stage_succeeded, stage_failed, stage_skipped, ...
@@ -453,32 +454,30 @@ class _StageBuilder:
                 started_at_ms=self.first_start_ms,
                 retries=retries,
             )
-        running = end.item_running_ms
-        if running is None:
-            running = round(sum(end.attempt_ms), 6)
+        profile = end.profile
         return StageRecord(
             stage_id=self.stage_id,
             inputs=self.inputs,
             status=end.status,
             attempts=end.attempts,
-            ready_at_ms=end.ready_at_ms,
-            started_at_ms=end.started_at_ms,
-            finished_at_ms=end.finished_at_ms
-            if end.finished_at_ms is not None
+            ready_at_ms=profile.ready_at_ms,
+            started_at_ms=profile.started_at_ms,
+            finished_at_ms=profile.finished_at_ms
+            if profile.finished_at_ms is not None
             else end.at_ms,
             duration_ms=end.duration_ms,
-            queued_ms=end.queued_ms,
-            attempt_ms=end.attempt_ms,
-            running_ms=running,
-            backoff_ms=end.backoff_ms,
+            queued_ms=profile.queued_ms,
+            attempt_ms=profile.attempt_ms,
+            running_ms=profile.running_ms,
+            backoff_ms=profile.backoff_ms,
             error=end.error,
             error_type=end.error_type,
             reason=end.reason,
             retries=retries,
-            items=end.items,
-            item_p50_ms=end.item_p50_ms,
-            item_p95_ms=end.item_p95_ms,
-            item_max_ms=end.item_max_ms,
+            items=profile.items,
+            item_p50_ms=profile.item_p50_ms,
+            item_p95_ms=profile.item_p95_ms,
+            item_max_ms=profile.item_max_ms,
         )
 
 
