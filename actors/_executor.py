@@ -302,7 +302,7 @@ class _Run:
         for node, state in zip(self.graph.nodes, self.states, strict=True):
             stopped = state.stopped_at
             if (
-                state.running
+                state.started_at_ms is not None  # it started, and has no result yet
                 and not state.named_unresponsive
                 and self.results[node.index] is None
                 and (stopped is None or stopped >= limit)

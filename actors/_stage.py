@@ -79,7 +79,6 @@ class StageState:
 
     ready_at_ms: float | None = None
     started_at_ms: float | None = None
-    running: bool = False
     attempts: int = 0
     attempt_ms: list[float] | None = None
     backoff_ms: float = 0.0
@@ -258,7 +257,6 @@ class StageRunner:
                     StageStatus.SKIPPED,
                     metadata={"skipped": True, "reason": "condition returned False"},
                 )
-        state.running = True
         if definition.pattern is ExecutionPattern.FAN_OUT:
             return await self._fan_out(value)
         state.started_at_ms = run.now_ms()
@@ -525,7 +523,6 @@ class StageRunner:
             profile=state.profile(now),
             exception=exception,
         )
-        state.running = False
         run.record(node.index, result)
         if run.reason is not None:
             return None  # the run is being cancelled: send nothing downstream
