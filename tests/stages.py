@@ -7,7 +7,15 @@ from typing import Any
 
 import trio
 
-from actors import PipelineContext, PipelineDefinition, PipelineExecutor, PipelineResult
+from actors import (
+    ExecutionPattern,
+    PipelineContext,
+    PipelineDefinition,
+    PipelineExecutor,
+    PipelineResult,
+    RetryConfig,
+    StageDefinition,
+)
 
 StageFn = Callable[[Any, PipelineContext[Any]], Awaitable[Any]]
 Log = list[tuple[float, str]]
@@ -57,3 +65,25 @@ async def execute(
 ) -> PipelineResult:
     """Run *definition* with event logging off."""
     return await PipelineExecutor(log_events=False).execute(definition, *args, **kwargs)
+
+
+def fan_out(
+    stage: StageFn, *, retry_delay_ms: float | None = None
+) -> PipelineDefinition:
+    """A pipeline ``fan`` with one FAN_OUT stage ``each``.
+
+    With *retry_delay_ms*, each item may run twice, that long apart.
+    """
+    retry = (
+        None
+        if retry_delay_ms is None
+        else RetryConfig(max_attempts=2, initial_delay_ms=retry_delay_ms)
+    )
+    return PipelineDefinition(
+        name="fan",
+        stages=[
+            StageDefinition(
+                "each", stage, pattern=ExecutionPattern.FAN_OUT, retry_config=retry
+            )
+        ],
+    )

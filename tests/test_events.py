@@ -10,7 +10,7 @@ import pytest
 import structlog
 import trio
 import trio.testing
-from stages import failing, sleeper
+from stages import failing, fan_out, sleeper
 
 import actors.logging
 from actors import (
@@ -481,17 +481,7 @@ async def test_fan_out_item_retry_is_logged_with_its_index(
             raise TimeoutError("slow")
         return value
 
-    definition = PipelineDefinition(
-        name="fan",
-        stages=[
-            StageDefinition(
-                "each",
-                item,
-                pattern=ExecutionPattern.FAN_OUT,
-                retry_config=RetryConfig(max_attempts=2, initial_delay_ms=250),
-            )
-        ],
-    )
+    definition = fan_out(item, retry_delay_ms=250)
     _, events = await logged(definition, [0, 1])
     retrying = [e for e in events if e["event"] == "stage_retrying"]
     assert retrying == [
@@ -598,10 +588,7 @@ async def test_configure_json_filters_by_level_and_merges_context(
         await trio.sleep(1)
         return value
 
-    definition = PipelineDefinition(
-        name="fan",
-        stages=[StageDefinition("each", item, pattern=ExecutionPattern.FAN_OUT)],
-    )
+    definition = fan_out(item)
     result = await PipelineExecutor().execute(definition, [1])
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert [line["event"] for line in lines] == [

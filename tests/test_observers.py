@@ -9,7 +9,7 @@ import structlog
 import trio
 import trio.lowlevel
 import trio.testing
-from stages import sleeper
+from stages import fan_out, sleeper
 
 from actors import (
     ExecutionPattern,
@@ -266,17 +266,7 @@ async def test_retry_and_item_events_reach_observers(
             raise ValueError("again")
         return value
 
-    definition = PipelineDefinition(
-        name="fan",
-        stages=[
-            StageDefinition(
-                "each",
-                item,
-                pattern=ExecutionPattern.FAN_OUT,
-                retry_config=RetryConfig(max_attempts=2, initial_delay_ms=500),
-            )
-        ],
-    )
+    definition = fan_out(item, retry_delay_ms=500)
     recorder = Recorder()
     await PipelineExecutor(observers=[recorder], log_events=False).execute(
         definition, [1, 2]

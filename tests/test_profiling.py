@@ -6,7 +6,7 @@ from typing import Any
 
 import trio
 import trio.testing
-from stages import execute, failing, sleeper
+from stages import execute, failing, fan_out, sleeper
 
 from actors import (
     ExecutionPattern,
@@ -189,10 +189,7 @@ async def test_fan_out_percentiles_use_the_nearest_rank(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """Twenty items of 1..20 s: p50 is the 10th, p95 the 19th, max the 20th."""
-    definition = PipelineDefinition(
-        name="fan",
-        stages=[StageDefinition("each", sleep_for, pattern=ExecutionPattern.FAN_OUT)],
-    )
+    definition = fan_out(sleep_for)
     result = await execute(definition, list(range(20, 0, -1)))
     profile = profile_of(result, "each")
     assert (profile.item_p50_ms, profile.item_p95_ms, profile.item_max_ms) == (
@@ -220,17 +217,7 @@ async def test_fan_out_item_backoff_is_summed_over_items(
             raise ValueError("first try")
         return value
 
-    definition = PipelineDefinition(
-        name="fan",
-        stages=[
-            StageDefinition(
-                "each",
-                once,
-                pattern=ExecutionPattern.FAN_OUT,
-                retry_config=RetryConfig(max_attempts=2, initial_delay_ms=200),
-            )
-        ],
-    )
+    definition = fan_out(once, retry_delay_ms=200)
     result = await execute(definition, [1, 2])
     profile = profile_of(result, "each")
     assert (profile.backoff_ms, profile.item_running_ms) == (400.0, 4000.0)
@@ -242,10 +229,7 @@ async def test_empty_fan_out_has_zero_items_and_no_percentiles(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """An empty list gives items=0, no percentiles, zero running time."""
-    definition = PipelineDefinition(
-        name="fan",
-        stages=[StageDefinition("each", sleep_for, pattern=ExecutionPattern.FAN_OUT)],
-    )
+    definition = fan_out(sleep_for)
     result = await execute(definition, [])
     profile = profile_of(result, "each")
     assert (profile.items, profile.item_p50_ms, profile.item_running_ms) == (
