@@ -2,13 +2,23 @@
 
 Declare stages and their dependencies once; each stage runs as a trio actor
 that starts the moment its own inputs are ready, under one supervisor.
+
+Layout (each group imports only from the groups before it; tests/test_layers.py
+keeps it so):
+
+1. ``_version``, ``_util``, ``_exceptions``, ``_sketch``
+2. declarations and results: ``_context``, ``_results``, ``_definition``
+3. ``_graph`` (build: never imports trio), ``_events``, ``_observers``, ``_logging``
+4. ``_core/``: the kernel, the only code that starts tasks and opens channels
+5. ``_render``, ``_analysis``, ``_reports``, ``_cli*``, ``_progress``, ``_target``
+6. the public namespaces: this facade, ``actors.analysis``, ``actors.logging``
 """
 
 from __future__ import annotations
 
-import contextlib as _contextlib
-
 from ._context import PipelineContext as PipelineContext
+from ._core import PipelineExecutor as PipelineExecutor
+from ._core import run as run
 from ._definition import Condition as Condition
 from ._definition import ExecutionPattern as ExecutionPattern
 from ._definition import PipelineDefinition as PipelineDefinition
@@ -18,7 +28,6 @@ from ._definition import Stage as Stage
 from ._definition import StageDefinition as StageDefinition
 from ._definition import StageFunction as StageFunction
 from ._events import ItemFinished as ItemFinished
-from ._events import Observer as Observer
 from ._events import PipelineFinished as PipelineFinished
 from ._events import PipelineStarted as PipelineStarted
 from ._events import StageFinished as StageFinished
@@ -29,9 +38,8 @@ from ._exceptions import ActorsError as ActorsError
 from ._exceptions import PipelineValidationError as PipelineValidationError
 from ._exceptions import StageContractError as StageContractError
 from ._exceptions import StageTimeoutError as StageTimeoutError
-from ._executor import PipelineExecutor as PipelineExecutor
-from ._executor import run as run
 from ._logging import LoggingObserver as LoggingObserver
+from ._observers import Observer as Observer
 from ._render import render_diagram as render_diagram
 from ._results import PipelineResult as PipelineResult
 from ._results import PipelineStatus as PipelineStatus
@@ -43,8 +51,8 @@ from ._results import cancelled_result as cancelled_result
 from ._results import failure_result as failure_result
 from ._results import skipped_result as skipped_result
 from ._results import success_result as success_result
-
-__version__ = "0.1.0"
+from ._util import fix_module_names as _fix_module_names
+from ._version import __version__ as __version__
 
 __all__ = [
     "ActorsError",
@@ -85,14 +93,4 @@ __all__ = [
 ]
 
 
-def _fix_module_names() -> None:
-    # Public objects say they live in ``actors``, not in a private module.
-    for name in __all__:
-        obj = globals()[name]
-        if getattr(obj, "__module__", "").startswith("actors._"):
-            with _contextlib.suppress(AttributeError, TypeError):  # aliases refuse it
-                obj.__module__ = __name__
-
-
-_fix_module_names()
-del _fix_module_names
+_fix_module_names(globals(), __all__)

@@ -38,14 +38,12 @@ from typing import Any, TextIO, cast
 import structlog
 import trio
 
-import actors.logging
-
-from . import __version__
 from ._cli_logs import register as register_logs
 from ._context import PipelineContext
+from ._core import PipelineExecutor
 from ._definition import PipelineDefinition
-from ._events import Observer
-from ._executor import PipelineExecutor
+from ._log_config import configure_console, configure_json
+from ._observers import Observer
 from ._progress import (
     PlainProgress,
     ProgressTracker,
@@ -56,6 +54,8 @@ from ._progress import (
 from ._render import FORMATS, format_for_path, render_diagram
 from ._results import PipelineResult
 from ._target import TargetError, load_context_factory, load_pipeline
+from ._util import leaves
+from ._version import __version__
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -156,16 +156,12 @@ def _logging(args: argparse.Namespace) -> Iterator[bool]:
             )
         try:
             if not requested:
-                actors.logging.configure_console(
-                    stream, level="warning", colors=sys.stderr.isatty()
-                )
+                configure_console(stream, level="warning", colors=sys.stderr.isatty())
             elif fmt == "json":
-                actors.logging.configure_json(stream, level=args.log_level)
+                configure_json(stream, level=args.log_level)
             else:
                 colours = args.log_file is None and sys.stderr.isatty()
-                actors.logging.configure_console(
-                    stream, level=args.log_level, colors=colours
-                )
+                configure_console(stream, level=args.log_level, colors=colours)
             yield requested
         finally:
             structlog.configure(**saved)
@@ -320,14 +316,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         # Our own nursery wraps what it lets through: unwrap it here.
         exits = group.subgroup(SystemExit)
         if exits is not None:  # a stage called sys.exit(): honour its code
-            raise next(_leaves(exits)) from None
+            raise leaves(exits)[0] from None
         rest = group.split((KeyboardInterrupt, TargetError))[1]
         if rest is not None:
             raise
         if group.subgroup(KeyboardInterrupt) is not None:
             _err("aborted")
             return EXIT_INTERRUPTED
-        _err(*(f"error: {exc}" for exc in _leaves(group)))
+        _err(*(f"error: {exc}" for exc in leaves(group)))
         return EXIT_USAGE
 
     _print_summary(result, rich_output)
@@ -341,14 +337,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _redraw(live: Any, tracker: ProgressTracker) -> None:
     live.update(live_table(tracker, live.console.width), refresh=True)
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            yield from _leaves(exc)
-        else:
-            yield exc
 
 
 def _print_summary(result: PipelineResult, rich_output: bool) -> None:

@@ -8,7 +8,6 @@ import structlog
 
 from ._events import (
     ItemFinished,
-    Observer,
     PipelineFinished,
     PipelineStarted,
     StageFinished,
@@ -16,6 +15,7 @@ from ._events import (
     StageStarted,
     StageUnresponsive,
 )
+from ._observers import Observer
 from ._results import PipelineStatus, StageStatus
 
 logger = structlog.get_logger("actors")

@@ -20,13 +20,13 @@ import trio
 from ._definition import ExecutionPattern, PipelineDefinition
 from ._events import (
     ItemFinished,
-    Observer,
     PipelineFinished,
     PipelineStarted,
     StageFinished,
     StageRetrying,
     StageStarted,
 )
+from ._observers import Observer
 from ._results import PipelineResult, StageResult, StageStatus
 
 if TYPE_CHECKING:

@@ -20,6 +20,7 @@ from typing import Any
 
 from ._context import PipelineContext
 from ._definition import PipelineDefinition
+from ._util import describe
 
 
 class TargetError(Exception):
@@ -79,7 +80,7 @@ def load_module(where: str) -> ModuleType:
             spec.loader.exec_module(module)
         except Exception as exc:
             del sys.modules[name]
-            raise TargetError(f"importing {where} failed: {_describe(exc)}") from exc
+            raise TargetError(f"importing {where} failed: {describe(exc)}") from exc
         _loaded[path] = module
         return module
     if "" not in sys.path and os.getcwd() not in sys.path:
@@ -94,9 +95,9 @@ def load_module(where: str) -> ModuleType:
                 f"no module named {exc.name!r} (a TARGET is module:attr "
                 "or path/to/file.py:attr)"
             ) from exc
-        raise TargetError(f"importing {where} failed: {_describe(exc)}") from exc
+        raise TargetError(f"importing {where} failed: {describe(exc)}") from exc
     except Exception as exc:
-        raise TargetError(f"importing {where} failed: {_describe(exc)}") from exc
+        raise TargetError(f"importing {where} failed: {describe(exc)}") from exc
 
 
 def _attribute(module: ModuleType, attr: str, spec: str) -> Any:
@@ -130,7 +131,7 @@ def _call_factory(value: Any, spec: str, what: str) -> Any:
     try:
         return value()
     except Exception as exc:
-        raise TargetError(f"{spec}: calling it raised {_describe(exc)}") from exc
+        raise TargetError(f"{spec}: calling it raised {describe(exc)}") from exc
 
 
 def load_pipeline(spec: str) -> tuple[PipelineDefinition, ModuleType]:
@@ -198,7 +199,3 @@ def load_context_factory(
         return context
 
     return make
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

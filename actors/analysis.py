@@ -16,8 +16,6 @@ Example::
 
 from __future__ import annotations
 
-import contextlib as _contextlib
-
 from ._analysis import (
     LogReport,
     RetryRecord,
@@ -32,6 +30,7 @@ from ._reports import (
     render_summary,
     render_timeline,
 )
+from ._util import fix_module_names as _fix_module_names
 
 __all__ = [
     "LogReport",
@@ -46,9 +45,4 @@ __all__ = [
     "render_timeline",
 ]
 
-for _name in __all__:
-    _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith("actors._"):
-        with _contextlib.suppress(AttributeError, TypeError):  # aliases refuse it
-            _obj.__module__ = __name__
-del _name, _obj
+_fix_module_names(globals(), __all__)

@@ -1,4 +1,4 @@
-"""Benchmarks for actors (issues 2 and 5), run with ``python -m bench``.
+"""Benchmarks for actors, run with ``python -m bench``.
 
 Every measurement runs the executor and a hand-written trio baseline in the
 same process, interleaved, and reports medians and their ratio. Nothing here

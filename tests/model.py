@@ -1,6 +1,6 @@
 """An independent reference model of a run, in plain sequential Python (no trio).
 
-Given a :class:`tests.strategies.Plan`, :func:`expect` computes what issue 2's
+Given a :class:`tests.strategies.Plan`, :func:`expect` computes what the documented
 semantics say must happen: each stage's terminal status, its attempt count,
 its exact finish time (as a :class:`~fractions.Fraction` of virtual
 seconds), its output and input, and how the run as a whole ends.
@@ -141,7 +141,7 @@ class Expected:
 
 
 def expect(plan: Plan) -> Expected:
-    """Return what must happen when *plan* runs, from issue 2's semantics alone."""
+    """Return what must happen when *plan* runs, from the documented semantics alone."""
     stages = [StageExpect(spec) for spec in plan.stages]
     initial = list(range(plan.initial))
     for stage in stages:
@@ -248,7 +248,7 @@ def _natural(
         or (source.natural_status == StageStatus.FAILED and source.spec.critical)
     ]
     if failed:
-        # Any failed input may be the one named (issue 2 does not say which).
+        # Any failed input may be the one named (the semantics do not say which).
         stage.natural_status = StageStatus.UPSTREAM_FAILED
         stage.natural_finish = stage.ready
         stage.error = rf"^upstream stage '({'|'.join(failed)})' failed$"

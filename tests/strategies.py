@@ -1,4 +1,4 @@
-"""Hypothesis strategies: random valid DAGs and random fault plans (issue 5).
+"""Hypothesis strategies: random valid DAGs and random fault plans.
 
 A :class:`Plan` is plain data: the shape of a pipeline, what every stage (or
 fan-out item) does on each attempt, and when the run is cancelled from
@@ -192,7 +192,7 @@ def shapes(draw: st.DrawFn, max_stages: int = 40) -> list[tuple[int, ...]]:
 
 @st.composite
 def plans(draw: st.DrawFn, max_stages: int = 40) -> Plan:
-    """Return a random valid DAG with a random fault plan (issue 5)."""
+    """Return a random valid DAG with a random fault plan."""
     shape = draw(shapes(max_stages))
     patterns: list[ExecutionPattern] = []
     for inputs in shape:

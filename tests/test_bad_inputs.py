@@ -1,4 +1,4 @@
-"""The bad input catalogue (issue 5): every invalid definition is refused up front.
+"""The bad input catalogue: every invalid definition is refused up front.
 
 Each entry of :data:`CATALOGUE` is one broken definition and the anchored
 regexes its problems must match, naming the stage (or pipeline) and the rule.
@@ -263,7 +263,7 @@ def _pipeline(entry: Bad) -> PipelineDefinition:
 
 
 def test_catalogue_is_large_enough() -> None:
-    """The catalogue holds at least 25 broken definitions (issue 5)."""
+    """The catalogue holds at least 25 broken definitions."""
     assert len(CATALOGUE) >= 25
 
 

@@ -1,9 +1,9 @@
-"""Chaos property suite (issue 5): random DAGs and faults, executor vs model.
+"""Chaos property suite: random DAGs and faults, executor vs model.
 
 Each example builds a real pipeline from a random :class:`~tests.strategies.Plan`,
 runs it in a fresh ``trio.run`` under a mock clock (virtual time, exact),
 and compares what happened with :func:`tests.model.expect`, then checks the
-invariants of issue 5 on the recorded trace.
+documented invariants on the recorded trace.
 
 The normal test run uses the fast profile (a few hundred examples). Set
 ``ACTORS_CHAOS=large`` for the large profile (10,000 examples)::
@@ -322,7 +322,7 @@ def run_plan(plan: Plan) -> Observed:
 
 
 def check(plan: Plan, expected: Expected, observed: Observed) -> None:
-    """Compare one run with the model and check every invariant of issue 5."""
+    """Compare one run with the model and check every documented invariant."""
     trace = observed.trace
     # No task outlives execute, however it ended.
     assert observed.live_before == observed.live_after

@@ -1,4 +1,4 @@
-"""The executor's semantics (issue 2), timed exactly under the autojump clock."""
+"""The executor's semantics, timed exactly under the autojump clock."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""No reference cycles left behind by the failure paths (issue 5).
+"""No reference cycles left behind by the failure paths.
 
 The ``gc.DEBUG_SAVEALL`` technique (trio's own tests use it): with automatic
 collection off, run the path, drop every result, collect, and require that

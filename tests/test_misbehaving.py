@@ -1,4 +1,4 @@
-"""Stages that break the cancellation contract (issue 5).
+"""Stages that break the cancellation contract.
 
 A stage that shields itself, swallows ``trio.Cancelled`` or blocks the event
 loop must not hang the run or pass for a success: the run ends once the stage
