@@ -66,6 +66,8 @@ class ItemFinished:
     error: str | None
     error_type: str | None
     at_ms: float
+    exception: BaseException | None = None
+    """The exception of a failed item's last attempt, with its traceback."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,8 +1,24 @@
-"""Every event as one structlog event: the library logs, the application configures."""
+"""Events as log lines: through structlog if the application configured it, else stdlib.
+
+Decided once per run, when the run starts: with structlog configured
+(:func:`structlog.is_configured`), every event is a structlog event on the
+``"actors"`` logger; otherwise it is a :mod:`logging` record on the standard
+library logger ``"actors"``, whose message reads ``stage_failed stage_id='b'
+error=...`` and whose ``actors`` attribute holds the event's fields. So a host
+that configured nothing sees only warnings and errors, on standard error
+(Python's last-resort handler), and ``logging.basicConfig(...)`` or
+``logging.getLogger("actors").setLevel(...)`` decide the rest. The library
+never writes to standard output.
+
+Levels are resolved once per run too: the observer subscribes only to the hooks
+whose level is enabled, so an event nobody will read is never built.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import structlog
 
@@ -18,62 +34,238 @@ from ._events import (
 from ._observers import Observer
 from ._results import PipelineStatus, StageStatus
 
-logger = structlog.get_logger("actors")
+DEBUG, INFO, WARNING, ERROR = (
+    logging.DEBUG,
+    logging.INFO,
+    logging.WARNING,
+    logging.ERROR,
+)
 
 _STAGE_EVENT = {
-    StageStatus.SUCCEEDED: ("stage_succeeded", "info"),
-    StageStatus.FAILED: ("stage_failed", "error"),
-    StageStatus.SKIPPED: ("stage_skipped", "info"),
-    StageStatus.CANCELLED: ("stage_cancelled", "warning"),
-    StageStatus.UPSTREAM_FAILED: ("stage_upstream_failed", "warning"),
+    StageStatus.SUCCEEDED: ("stage_succeeded", INFO),
+    StageStatus.FAILED: ("stage_failed", ERROR),
+    StageStatus.SKIPPED: ("stage_skipped", INFO),
+    StageStatus.CANCELLED: ("stage_cancelled", WARNING),
+    StageStatus.UPSTREAM_FAILED: ("stage_upstream_failed", WARNING),
 }
+
+# The levels each hook can log at: a hook is subscribed if any is enabled.
+_HOOK_LEVELS: dict[str, frozenset[int]] = {
+    "pipeline_started": frozenset({INFO}),
+    "stage_started": frozenset({INFO}),
+    "item_started": frozenset({DEBUG}),
+    "stage_retrying": frozenset({WARNING}),
+    "item_finished": frozenset({DEBUG}),
+    "stage_finished": frozenset(level for _, level in _STAGE_EVENT.values()),
+    "stage_unresponsive": frozenset({WARNING}),
+    "pipeline_finished": frozenset({INFO, WARNING, ERROR}),
+}
+
+_METHOD = {DEBUG: "debug", INFO: "info", WARNING: "warning", ERROR: "error"}
+
+
+class Sink(Protocol):
+    """Where one run's events go, resolved when the run starts."""
+
+    def enabled(self, level: int) -> bool:
+        """Return whether an event at *level* would be written."""
+
+    def write(
+        self,
+        level: int,
+        event: str,
+        fields: dict[str, Any],
+        exc: BaseException | None = None,
+    ) -> None:
+        """Write one event with its fields (and the exception's traceback)."""
+
+
+class _StructlogSink:
+    """structlog's ``"actors"`` logger, resolved once (not the lazy proxy per call)."""
+
+    __slots__ = ("_check", "_methods")
+
+    def __init__(self) -> None:
+        logger = structlog.get_logger("actors").bind()
+        self._methods: dict[int, Callable[..., Any]] = {
+            level: getattr(logger, name) for level, name in _METHOD.items()
+        }
+        self._check: Callable[[int], bool] | None = getattr(
+            logger, "is_enabled_for", None
+        )
+
+    def enabled(self, level: int) -> bool:
+        return True if self._check is None else bool(self._check(level))
+
+    def write(
+        self,
+        level: int,
+        event: str,
+        fields: dict[str, Any],
+        exc: BaseException | None = None,
+    ) -> None:
+        if exc is not None:
+            fields["exc_info"] = exc
+        self._methods[level](event, **fields)
+
+
+class _StdlibSink:
+    """The standard library logger ``"actors"``; fields on ``record.actors``."""
+
+    __slots__ = ("_logger",)
+
+    def __init__(self) -> None:
+        self._logger = logging.getLogger("actors")
+
+    def enabled(self, level: int) -> bool:
+        return self._logger.isEnabledFor(level)
+
+    def write(
+        self,
+        level: int,
+        event: str,
+        fields: dict[str, Any],
+        exc: BaseException | None = None,
+    ) -> None:
+        exc_info = None if exc is None else (type(exc), exc, exc.__traceback__)
+        self._logger.log(
+            level,
+            "%s",
+            _message(event, fields),
+            exc_info=exc_info,
+            extra={"actors": {"event": event, **fields}},
+        )
+
+
+def current_sink() -> Sink:
+    """Return where events go now: structlog if configured, else stdlib logging."""
+    return _StructlogSink() if structlog.is_configured() else _StdlibSink()
+
+
+# Fields left out of the one-line message (they stay on ``record.actors``):
+# the run's identity, and the profile's detail.
+_DETAIL = frozenset(
+    {
+        "run_id",
+        "pipeline",
+        "at_ms",
+        "ready_at_ms",
+        "started_at_ms",
+        "finished_at_ms",
+        "queued_ms",
+        "attempt_ms",
+        "backoff_ms",
+        "item_p50_ms",
+        "item_p95_ms",
+        "item_max_ms",
+        "item_running_ms",
+        "counts",
+        "critical_path",
+        "dependencies",
+    }
+)
+
+
+def _message(event: str, fields: dict[str, Any]) -> str:
+    """Render ``event key=value ...``: values as repr, control characters escaped."""
+    parts = [event]
+    for key, value in fields.items():
+        if value is None or key in _DETAIL:
+            continue
+        parts.append(f"{key}={value!r}")
+    return " ".join(parts)
+
+
+def report_observer_failure(
+    observer: Observer, hook: str, event: object, exc: Exception
+) -> None:
+    """Log ``observer_failed`` for an observer the run disabled."""
+    fields = {
+        # Every event has these, so the log names the run.
+        "run_id": getattr(event, "run_id", None),
+        "pipeline": getattr(event, "pipeline", None),
+        "stage_id": getattr(event, "stage_id", None),
+        "observer": type(observer).__qualname__,
+        "hook": hook,
+        "error": f"{type(exc).__name__}: {_safe_str(exc)}",
+        "error_type": type(exc).__name__,
+    }
+    current_sink().write(ERROR, "observer_failed", fields, exc)
+
+
+def _safe_str(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:
+        return "<message could not be rendered>"
 
 
 class LoggingObserver(Observer):
-    """Logs each event through structlog's ``"actors"`` logger.
+    """Logs each event of a run, through structlog or the stdlib ``"actors"`` logger.
 
-    Every executor has one unless created with ``log_events=False``.
-    Fan-out items log at debug level.
+    Every executor adds one to each run unless created with
+    ``log_events=False``. Where events go, and which levels are enabled, is
+    decided when each run starts (see :mod:`actors.logging`); hooks whose
+    level is disabled are not called at all. Fan-out items log at debug.
     """
+
+    def __init__(self) -> None:
+        self._sink: Sink = _StdlibSink()
+        self._enabled: frozenset[int] = frozenset()
+
+    def _actors_subscribe(self) -> frozenset[str]:
+        """Resolve the sink and levels for a run; return the hooks worth calling."""
+        self._sink = sink = current_sink()
+        self._enabled = enabled = frozenset(
+            level for level in _METHOD if sink.enabled(level)
+        )
+        return frozenset(
+            hook for hook, levels in _HOOK_LEVELS.items() if levels & enabled
+        )
 
     def pipeline_started(self, event: PipelineStarted) -> None:
         """Log ``pipeline_started``."""
-        logger.info(
+        self._sink.write(
+            INFO,
             "pipeline_started",
-            run_id=event.run_id,
-            pipeline=event.pipeline,
-            stages=list(event.stage_ids),
-            dependencies={k: list(v) for k, v in event.dependencies.items()},
-            fail_fast=event.fail_fast,
-            timeout_ms=event.timeout_ms,
-            at_ms=event.at_ms,
+            {
+                "run_id": event.run_id,
+                "pipeline": event.pipeline,
+                "stages": list(event.stage_ids),
+                "dependencies": {k: list(v) for k, v in event.dependencies.items()},
+                "fail_fast": event.fail_fast,
+                "timeout_ms": event.timeout_ms,
+                "at_ms": event.at_ms,
+            },
         )
 
     def stage_started(self, event: StageStarted) -> None:
-        """Log ``stage_started`` (``item_started`` at debug level for items)."""
-        if event.item_index is None:
-            fields: dict[str, Any] = {}
-            if event.items is not None:
-                fields["items"] = event.items
-            logger.info(
-                "stage_started",
-                run_id=event.run_id,
-                pipeline=event.pipeline,
-                stage_id=event.stage_id,
-                attempt=event.attempt,
-                at_ms=event.at_ms,
-                **fields,
-            )
-        else:
-            logger.debug(
-                "item_started",
-                run_id=event.run_id,
-                pipeline=event.pipeline,
-                stage_id=event.stage_id,
-                item_index=event.item_index,
-                attempt=event.attempt,
-                at_ms=event.at_ms,
-            )
+        """Log ``stage_started``."""
+        fields: dict[str, Any] = {
+            "run_id": event.run_id,
+            "pipeline": event.pipeline,
+            "stage_id": event.stage_id,
+            "attempt": event.attempt,
+            "at_ms": event.at_ms,
+        }
+        if event.items is not None:
+            fields["items"] = event.items
+        self._sink.write(INFO, "stage_started", fields)
+
+    def item_started(self, event: StageStarted) -> None:
+        """Log ``item_started`` at debug level."""
+        self._sink.write(
+            DEBUG,
+            "item_started",
+            {
+                "run_id": event.run_id,
+                "pipeline": event.pipeline,
+                "stage_id": event.stage_id,
+                "item_index": event.item_index,
+                "attempt": event.attempt,
+                "at_ms": event.at_ms,
+            },
+        )
 
     def stage_retrying(self, event: StageRetrying) -> None:
         """Log ``stage_retrying`` with the delay and the error.
@@ -81,45 +273,45 @@ class LoggingObserver(Observer):
         A fan-out item's retry adds its ``item_index``; it stays at warning
         level, since a retry is worth seeing even when items are not.
         """
-        fields: dict[str, Any] = {}
+        fields: dict[str, Any] = {
+            "run_id": event.run_id,
+            "pipeline": event.pipeline,
+            "stage_id": event.stage_id,
+            "attempt": event.attempt,
+            "delay_ms": event.delay_ms,
+            "error": event.error,
+            "error_type": event.error_type,
+            "at_ms": event.at_ms,
+        }
         if event.item_index is not None:
             fields["item_index"] = event.item_index
-        logger.warning(
-            "stage_retrying",
-            run_id=event.run_id,
-            pipeline=event.pipeline,
-            stage_id=event.stage_id,
-            attempt=event.attempt,
-            delay_ms=event.delay_ms,
-            error=event.error,
-            error_type=event.error_type,
-            at_ms=event.at_ms,
-            **fields,
-        )
+        self._sink.write(WARNING, "stage_retrying", fields)
 
     def item_finished(self, event: ItemFinished) -> None:
-        """Log ``item_succeeded`` or ``item_failed`` at debug level."""
-        fields: dict[str, Any] = {}
-        if not event.success:
-            fields["error"] = event.error
-            fields["error_type"] = event.error_type
-        logger.debug(
-            "item_succeeded" if event.success else "item_failed",
-            run_id=event.run_id,
-            pipeline=event.pipeline,
-            stage_id=event.stage_id,
-            item_index=event.item_index,
-            status="succeeded" if event.success else "failed",
-            attempts=event.attempts,
-            duration_ms=event.duration_ms,
-            at_ms=event.at_ms,
-            **fields,
-        )
+        """Log ``item_succeeded`` or ``item_failed`` (with its traceback) at debug."""
+        fields: dict[str, Any] = {
+            "run_id": event.run_id,
+            "pipeline": event.pipeline,
+            "stage_id": event.stage_id,
+            "item_index": event.item_index,
+            "status": "succeeded" if event.success else "failed",
+            "attempts": event.attempts,
+            "duration_ms": event.duration_ms,
+            "at_ms": event.at_ms,
+        }
+        if event.success:
+            self._sink.write(DEBUG, "item_succeeded", fields)
+            return
+        fields["error"] = event.error
+        fields["error_type"] = event.error_type
+        self._sink.write(DEBUG, "item_failed", fields, event.exception)
 
     def stage_finished(self, event: StageFinished) -> None:
         """Log ``stage_<status>`` with the result and its profile."""
         result = event.result
         name, level = _STAGE_EVENT[result.status]
+        if level not in self._enabled:
+            return
         fields: dict[str, Any] = {
             "run_id": event.run_id,
             "pipeline": event.pipeline,
@@ -129,6 +321,7 @@ class LoggingObserver(Observer):
             "duration_ms": result.duration_ms,
             "at_ms": event.at_ms,
         }
+        exc = None
         if result.error is not None:
             fields["error"] = result.error
             exc = result.exception
@@ -137,41 +330,53 @@ class LoggingObserver(Observer):
             fields["reason"] = result.metadata.get("reason")
         if result.profile is not None:
             fields.update(result.profile.model_dump(exclude_none=True))
-        getattr(logger, level)(name, **fields)
+        # Only a failure carries its traceback: a cancelled stage's exception
+        # is the cancellation, not news.
+        self._sink.write(
+            level, name, fields, exc if result.status is StageStatus.FAILED else None
+        )
 
     def stage_unresponsive(self, event: StageUnresponsive) -> None:
         """Log ``stage_unresponsive`` as a warning."""
-        logger.warning(
+        self._sink.write(
+            WARNING,
             "stage_unresponsive",
-            run_id=event.run_id,
-            pipeline=event.pipeline,
-            stage_id=event.stage_id,
-            cancelled_at_ms=event.cancelled_at_ms,
-            at_ms=event.at_ms,
+            {
+                "run_id": event.run_id,
+                "pipeline": event.pipeline,
+                "stage_id": event.stage_id,
+                "cancelled_at_ms": event.cancelled_at_ms,
+                "at_ms": event.at_ms,
+            },
         )
 
     def pipeline_finished(self, event: PipelineFinished) -> None:
         """Log ``pipeline_finished`` with the status and counts per status."""
         result = event.result
+        # A run someone cancelled is worth a warning; a failure is an error.
+        if result.success:
+            level = INFO
+        elif result.status is PipelineStatus.CANCELLED:
+            level = WARNING
+        else:
+            level = ERROR
+        if level not in self._enabled:
+            return
         counts = {status.value: 0 for status in StageStatus}
         for stage in result.stage_results.values():
             counts[stage.status.value] += 1
-        # A run someone cancelled is worth a warning; a failure is an error.
-        if result.success:
-            log = logger.info
-        elif result.status is PipelineStatus.CANCELLED:
-            log = logger.warning
-        else:
-            log = logger.error
-        log(
+        self._sink.write(
+            level,
             "pipeline_finished",
-            run_id=event.run_id,
-            pipeline=event.pipeline,
-            status=result.status.value,
-            success=result.success,
-            duration_ms=result.total_duration_ms,
-            counts=counts,
-            failed_stages=result.failed_stages,
-            critical_path=result.critical_path(),
-            at_ms=event.at_ms,
+            {
+                "run_id": event.run_id,
+                "pipeline": event.pipeline,
+                "status": result.status.value,
+                "success": result.success,
+                "duration_ms": result.total_duration_ms,
+                "counts": counts,
+                "failed_stages": result.failed_stages,
+                "critical_path": result.critical_path(),
+                "at_ms": event.at_ms,
+            },
         )

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
-
-import structlog
+from collections.abc import Callable, Iterable
 
 from ._events import (
     ItemFinished,
@@ -16,8 +14,6 @@ from ._events import (
     StageStarted,
     StageUnresponsive,
 )
-
-logger = structlog.get_logger("actors")
 
 
 class Observer:
@@ -34,7 +30,14 @@ class Observer:
         """A run began."""
 
     def stage_started(self, event: StageStarted) -> None:
-        """An attempt of a stage or fan-out item began."""
+        """An attempt of a stage began (a fan-out stage reports itself once).
+
+        An observer that does not override :meth:`item_started` also
+        receives every fan-out item attempt here, as before that hook existed.
+        """
+
+    def item_started(self, event: StageStarted) -> None:
+        """An attempt of one fan-out item began (``event.item_index`` is set)."""
 
     def stage_retrying(self, event: StageRetrying) -> None:
         """An attempt failed; another will follow."""
@@ -55,6 +58,7 @@ class Observer:
 HOOKS = (
     "pipeline_started",
     "stage_started",
+    "item_started",
     "stage_retrying",
     "item_finished",
     "stage_finished",
@@ -62,63 +66,83 @@ HOOKS = (
     "pipeline_finished",
 )
 
+FailureReport = Callable[[Observer, str, object, Exception], None]
+
 
 class Dispatch:
-    """The observers of one run, sorted by the hooks they override."""
+    """The observers of one run, sorted by the hooks they take.
 
-    __slots__ = ("_observers", *HOOKS)
+    An observer takes a hook it overrides. An observer with a
+    ``_actors_subscribe()`` method (the logging one) is asked once, when the
+    run starts, which hooks it wants; the others are never called.
+    """
+
+    __slots__ = ("_observers", "_report", *HOOKS)
 
     pipeline_started: list[Observer]
     stage_started: list[Observer]
+    item_started: list[Observer]
     stage_retrying: list[Observer]
     item_finished: list[Observer]
     stage_finished: list[Observer]
     stage_unresponsive: list[Observer]
     pipeline_finished: list[Observer]
 
-    def __init__(self, observers: Iterable[Observer]) -> None:
+    def __init__(self, observers: Iterable[Observer], report: FailureReport) -> None:
         # By identity: observers need not be hashable, and equal ones are
         # still distinct observers.
         unique = {id(observer): observer for observer in observers}
         self._observers = list(unique.values())
+        self._report = report
+        wanted = {}
+        for observer in self._observers:
+            subscribe = getattr(observer, "_actors_subscribe", None)
+            wanted[id(observer)] = None if subscribe is None else subscribe()
         for hook in HOOKS:
-            setattr(self, hook, self._overriding(hook))
+            setattr(self, hook, self._taking(hook, wanted))
 
-    def _overriding(self, hook: str) -> list[Observer]:
-        base = getattr(Observer, hook)
-        return [o for o in self._observers if getattr(type(o), hook, base) is not base]
+    def _taking(
+        self, hook: str, wanted: dict[int, frozenset[str] | None]
+    ) -> list[Observer]:
+        def takes(observer: Observer, hook: str) -> bool:
+            hooks = wanted[id(observer)]
+            base = getattr(Observer, hook)
+            return (hooks is None or hook in hooks) and getattr(
+                type(observer), hook, base
+            ) is not base
+
+        if hook == "item_started":
+            # Observers written before item_started existed get items in
+            # stage_started, as they always did.
+            return [
+                o
+                for o in self._observers
+                if takes(o, "item_started")
+                or (
+                    takes(o, "stage_started")
+                    and type(o).item_started is Observer.item_started
+                )
+            ]
+        return [o for o in self._observers if takes(o, hook)]
 
     def emit(self, hook: str, event: object) -> None:
-        """Call *hook* on every observer that overrides it, disabling any that raise."""
+        """Call *hook* on every observer that takes it, disabling any that raise."""
         observers: list[Observer] = getattr(self, hook)
         for observer in tuple(observers):
+            method = getattr(observer, hook)
+            if hook == "item_started" and type(observer).item_started is (
+                Observer.item_started
+            ):
+                method = observer.stage_started
             try:
-                getattr(observer, hook)(event)
+                method(event)
             except Exception as exc:  # an observer must never break the run
                 self._disable(observer)
-                self._report(observer, hook, event, exc)
-
-    def _report(
-        self, observer: Observer, hook: str, event: object, exc: Exception
-    ) -> None:
-        """Log ``observer_failed``, unless logging is what fails.
-
-        The failing observer may be the logging one, say with its log file
-        closed: reporting through the same logger must not break the run.
-        """
-        with contextlib.suppress(Exception):
-            logger.error(
-                "observer_failed",
-                # Every event has these; the log names the run.
-                run_id=getattr(event, "run_id", None),
-                pipeline=getattr(event, "pipeline", None),
-                stage_id=getattr(event, "stage_id", None),
-                observer=type(observer).__qualname__,
-                hook=hook,
-                error=f"{type(exc).__name__}: {exc}",
-                error_type=type(exc).__name__,
-                exc_info=exc,
-            )
+                # The failing observer may be the logging one, say with its
+                # log file closed: reporting through the same logger must
+                # not break the run.
+                with contextlib.suppress(Exception):
+                    self._report(observer, hook, event, exc)
 
     def _disable(self, observer: Observer) -> None:
         for hook in HOOKS:

@@ -262,9 +262,7 @@ def make_context() -> Context:
 
 async def main(song: str | None = None) -> PipelineResult:
     """Run the pipeline once on *song* and print what happened."""
-    result = await PipelineExecutor(log_events=False).execute(
-        pipeline, song, make_context()
-    )
+    result = await PipelineExecutor().execute(pipeline, song, make_context())
     for stage_id, stage in result.stage_results.items():
         print(f"{stage_id:16} {stage.status:10} attempts={stage.attempts}")
     print(f"success={result.success} tokens={result.metadata.get('tokens_used')}")

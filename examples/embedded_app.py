@@ -117,7 +117,7 @@ async def main(report_deadline_s: float = 0.5) -> dict[str, PipelineResult]:
     """Run both pipelines next to the application's tasks; return their results."""
     stop = trio.Event()
     finished = FinishedStages()
-    executor = PipelineExecutor(log_events=False, observers=[finished])
+    executor = PipelineExecutor(observers=[finished])
     results: dict[str, PipelineResult] = {}
     beats: list[float] = []
 

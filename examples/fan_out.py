@@ -58,7 +58,7 @@ pipeline = PipelineDefinition(
 
 async def main() -> PipelineResult:
     """Run the pipeline and show how the items were spread over time."""
-    result = await PipelineExecutor(log_events=False).execute(pipeline)
+    result = await PipelineExecutor().execute(pipeline)
     profile = result.stage_results["thumbnails"].profile
     assert profile is not None
     print(result.outputs["album"])

@@ -92,7 +92,7 @@ pipeline = PipelineDefinition(
 
 async def main() -> PipelineResult:
     """Run the pipeline and print each stage's attempts and backoff."""
-    result = await PipelineExecutor(log_events=False).execute(pipeline, "ACME")
+    result = await PipelineExecutor().execute(pipeline, "ACME")
     for stage_id, stage in result.stage_results.items():
         profile = stage.profile
         assert profile is not None

@@ -246,7 +246,7 @@ def test_readme_example_runs(
     def run_on_mock_clock(
         pipeline: actors.PipelineDefinition, initial_input: object = None
     ) -> actors.PipelineResult:
-        executor = actors.PipelineExecutor(log_events=False)
+        executor = actors.PipelineExecutor()
         clock = trio.testing.MockClock(autojump_threshold=0)
         return trio.run(executor.execute, pipeline, initial_input, clock=clock)
 

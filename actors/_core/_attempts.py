@@ -85,7 +85,8 @@ async def attempts(
     while True:
         attempt += 1
         state.attempts += 1
-        if dispatch.stage_started:
+        hook = "stage_started" if item is None else "item_started"
+        if getattr(dispatch, hook):
             started = StageStarted(
                 run_id=run.run_id,
                 pipeline=run.graph.name,
@@ -94,7 +95,7 @@ async def attempts(
                 at_ms=run.now_ms(),
                 item_index=item,
             )
-            dispatch.emit("stage_started", started)
+            dispatch.emit(hook, started)
         begin = clock.current_time()
         if first_begin is None:
             first_begin = begin

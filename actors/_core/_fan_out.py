@@ -69,6 +69,7 @@ async def fan_out(
                     error=None if outcome.ok else outcome.error,
                     error_type=None if exc is None else type(exc).__name__,
                     at_ms=run.now_ms(),
+                    exception=exc,
                 )
                 dispatch.emit("item_finished", event)
             if not outcome.ok:

@@ -12,7 +12,7 @@ from .._context import PipelineContext
 from .._definition import PipelineDefinition
 from .._events import PipelineFinished, PipelineStarted, StageUnresponsive
 from .._graph import graph_of
-from .._logging import LoggingObserver
+from .._logging import LoggingObserver, report_observer_failure
 from .._observers import Dispatch, Observer
 from .._results import (
     PipelineResult,
@@ -26,15 +26,16 @@ from ._actor import Actor
 from ._state import RunState
 from ._wiring import wire
 
-_LOGGING = LoggingObserver()
-
 
 class PipelineExecutor:
     """Runs pipelines; one executor may run many pipelines, even at once.
 
     Args:
         observers: Receive the events of every run of this executor.
-        log_events: Log every event through structlog (logger ``"actors"``).
+        log_events: Log every event on the ``"actors"`` logger: through
+            structlog if the application configured it, else through the
+            standard library (see :mod:`actors.logging`). Only enabled
+            levels cost anything.
         unresponsive_after_ms: Once a run is cancelled, a stage still running
             after this long is reported by a ``stage_unresponsive`` event.
     """
@@ -47,8 +48,7 @@ class PipelineExecutor:
         unresponsive_after_ms: float = 1000,
     ) -> None:
         self._observers = tuple(observers)
-        if log_events:
-            self._observers = (_LOGGING, *self._observers)
+        self._log_events = log_events
         self._grace_s = unresponsive_after_ms / 1000
 
     async def execute(
@@ -77,7 +77,10 @@ class PipelineExecutor:
         graph = graph_of(pipeline)
         if context is None:
             context = PipelineContext()
-        dispatch = Dispatch((*self._observers, *observers))
+        every = (*self._observers, *observers)
+        if self._log_events:
+            every = (LoggingObserver(), *every)
+        dispatch = Dispatch(every, report_observer_failure)
         supervisor = Supervisor(RunState(graph, context, dispatch, self._grace_s))
         try:
             return await supervisor.run(initial_input)
