@@ -12,6 +12,7 @@ _GROWTH = 1.01
 """Bucket width: each bucket spans 1 %, so a percentile is off by < 0.5 %."""
 
 _LOG_GROWTH = math.log(_GROWTH)
+_log, _floor = math.log, math.floor
 _PER_LOG = 1 / _LOG_GROWTH
 
 
@@ -39,12 +40,16 @@ class DurationSketch:
 
     def add(self, value: float) -> None:
         """Count one duration (ms, >= 0)."""
+        # On the fan-out hot path: once per item, so no calls that can be
+        # comparisons.
         self._count += 1
-        self.maximum = max(self.maximum, value)
+        if value > self.maximum:
+            self.maximum = value
         exact = self._exact
         if exact is None:
-            key = _bucket(value)
-            self._buckets[key] = self._buckets.get(key, 0) + 1
+            key = _ZERO if value <= 0 else _floor(_log(value) * _PER_LOG)
+            buckets = self._buckets
+            buckets[key] = buckets.get(key, 0) + 1
             return
         exact[value] = exact.get(value, 0) + 1
         if len(exact) > _EXACT_LIMIT:
