@@ -43,7 +43,7 @@ class DurationSketch:
         # On the fan-out hot path: once per item, so no calls that can be
         # comparisons.
         self._count += 1
-        if value > self.maximum:
+        if value > self.maximum:  # noqa: PLR1730  # max() is a call; this is not
             self.maximum = value
         exact = self._exact
         if exact is None:
