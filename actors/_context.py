@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic
@@ -47,6 +48,10 @@ class PipelineContext(Generic[DepsT]):
     # tie the two together in a dataclass field.
     deps: DepsT = None  # type: ignore[assignment]
     """Your own dependencies, typed by ``PipelineContext[DepsT]``."""
+    _cancel_reason: str = field(default="cancel token set", init=False, repr=False)
+    _token_watchers: list[Callable[[trio.Event | None], None]] = field(
+        default_factory=list, init=False, repr=False, compare=False
+    )
 
     def set_state(self, key: str, value: Any) -> None:
         """Store *value* under *key* for later stages (and conditions) to read."""
@@ -67,3 +72,23 @@ class PipelineContext(Generic[DepsT]):
     def is_cancelled(self) -> bool:
         """Return True once the ``cancel_token`` has been set."""
         return self.cancel_token is not None and self.cancel_token.is_set()
+
+    def cancel(self, reason: str = "cancel token set") -> None:
+        """Set the ``cancel_token`` (creating one if there is none).
+
+        The runs using this context are cancelled, and their cancelled stages
+        say ``cancelled: <reason>``. Does not checkpoint; safe to call from a
+        stage, a condition or another task of the same trio run.
+        """
+        if self.cancel_token is None:
+            self.cancel_token = trio.Event()
+        if not self.cancel_token.is_set():
+            self._cancel_reason = reason
+            self.cancel_token.set()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name == "cancel_token":
+            # A token assigned while runs use this context is watched too.
+            for watch in self.__dict__.get("_token_watchers", ()):
+                watch(value)

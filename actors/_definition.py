@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import math
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeAlias, runtime_checkable
@@ -110,10 +111,20 @@ class RetryConfig(BaseModel):
 
     def delay_ms(self, attempt: int) -> float:
         """Return the delay, in ms, before *attempt* (2 or more)."""
-        delay = min(
-            self.initial_delay_ms * self.backoff_multiplier ** (attempt - 2),
+        initial, factor, cap = (
+            self.initial_delay_ms,
+            self.backoff_multiplier,
             self.max_delay_ms,
         )
+        steps = attempt - 2
+        if initial <= 0 or factor == 1 or steps <= 0:
+            delay = min(initial, cap)
+        elif steps * math.log(factor) >= math.log(cap / initial):
+            # Compared in log space: the product itself overflows a float
+            # long before a long retry schedule ends.
+            delay = cap
+        else:
+            delay = initial * factor**steps
         if self.jitter:
             delay *= random.uniform(1 - self.jitter, 1 + self.jitter)
         return delay

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._definition import ExecutionPattern, RetryConfig, StageDefinition
 from ._exceptions import PipelineValidationError
+from ._util import describe
 
 if TYPE_CHECKING:
     from ._definition import PipelineDefinition
@@ -160,7 +161,13 @@ def _stage_call(
             f"class {target.__name__}; pass an instance ({target.__name__}())"
         )
         return None
-    execute = getattr(target, "execute", None)
+    try:
+        execute = getattr(target, "execute", None)
+    except Exception as exc:  # validation never raises: report it
+        errors.append(
+            f"stage {stage.id!r}: reading its execute attribute raised {describe(exc)}"
+        )
+        return None
     if execute is not None and inspect.iscoroutinefunction(execute):
         return execute, True
     if _is_async(target):
@@ -225,8 +232,11 @@ def _check_retry(errors: list[str], where: str, retry: RetryConfig) -> None:
         value = getattr(retry, field)
         if math.isnan(value) or value < 0:
             bad(f"{field} must be >= 0, got {value}")
-    if math.isnan(retry.backoff_multiplier) or retry.backoff_multiplier < 1:
-        bad(f"backoff_multiplier must be >= 1, got {retry.backoff_multiplier}")
+    if not math.isfinite(retry.backoff_multiplier) or retry.backoff_multiplier < 1:
+        bad(
+            "backoff_multiplier must be a finite number >= 1, "
+            f"got {retry.backoff_multiplier}"
+        )
     if retry.max_delay_ms < retry.initial_delay_ms:
         bad(
             f"max_delay_ms ({retry.max_delay_ms}) must be >= "

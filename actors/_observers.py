@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Callable, Iterable
 
 from ._events import (
@@ -66,7 +67,25 @@ HOOKS = (
     "pipeline_finished",
 )
 
-FailureReport = Callable[[Observer, str, object, Exception], None]
+
+def check_observers(observers: Iterable[Observer]) -> None:
+    """Refuse an observer whose hooks cannot work: ``async def`` ones are never awaited.
+
+    Raises:
+        TypeError: Naming the observer and the hook.
+    """
+    for observer in observers:
+        for hook in HOOKS:
+            method = getattr(type(observer), hook, None)
+            if inspect.iscoroutinefunction(method):
+                raise TypeError(
+                    f"observer {type(observer).__qualname__}: hook {hook} is "
+                    "async; observer hooks are synchronous and run inside the "
+                    "run (start a task or use a memory channel for async work)"
+                )
+
+
+FailureReport = Callable[[Observer, str, object, BaseException], None]
 
 
 class Dispatch:
@@ -136,7 +155,9 @@ class Dispatch:
                 method = observer.stage_started
             try:
                 method(event)
-            except Exception as exc:  # an observer must never break the run
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:  # an observer must never break the run
                 self._disable(observer)
                 # The failing observer may be the logging one, say with its
                 # log file closed: reporting through the same logger must

@@ -216,11 +216,15 @@ CATALOGUE: dict[str, Bad] = {
     ),
     "backoff below one": bad(
         s("a", retry_config=retry(backoff_multiplier=0.5)),
-        problems=r"stage 'a': retry_config.backoff_multiplier must be >= 1, got 0.5",
+        problems=r"stage 'a': retry_config.backoff_multiplier must be a finite number >= 1, got 0.5",
+    ),
+    "backoff infinite": bad(
+        s("a", retry_config=retry(backoff_multiplier=float("inf"))),
+        problems=r"stage 'a': retry_config.backoff_multiplier must be a finite number >= 1, got inf",
     ),
     "backoff NaN": bad(
         s("a", retry_config=retry(backoff_multiplier=NAN)),
-        problems=r"stage 'a': retry_config.backoff_multiplier must be >= 1, got nan",
+        problems=r"stage 'a': retry_config.backoff_multiplier must be a finite number >= 1, got nan",
     ),
     "max delay below initial delay": bad(
         s("a", retry_config=retry(initial_delay_ms=1000, max_delay_ms=500)),

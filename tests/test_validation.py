@@ -73,7 +73,7 @@ def test_every_problem_is_listed_at_once() -> None:
         "stage 'r': retry_config.max_attempts must be at least 1, got 0",
         "stage 'r': retry_config.initial_delay_ms must be >= 0, got -1.0",
         "stage 'r': retry_config.max_delay_ms must be >= 0, got -2.0",
-        "stage 'r': retry_config.backoff_multiplier must be >= 1, got 0.5",
+        "stage 'r': retry_config.backoff_multiplier must be a finite number >= 1, got 0.5",
         "stage 'r': retry_config.max_delay_ms (-2.0) must be >= initial_delay_ms (-1.0)",
         "stage 'm': max_concurrency must be at least 1, got 0",
     ]

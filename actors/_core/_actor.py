@@ -73,8 +73,14 @@ class Actor:
         finally:
             for outbox in self.outboxes:
                 outbox.close()
-            if self.run.reason is not None:
-                self.state.stopped_at = self.run.clock.current_time()
+            run = self.run
+            if run.reason is not None:
+                self.state.stopped_at = run.clock.current_time()
+                if run.results[self.node.index] is None:
+                    # Its times are its own: it stopped now, whatever
+                    # keeps the rest of the run open.
+                    index, state = self.node.index, self.state
+                    run.record(index, state.cancelled(self.node, run.why, run.now_ms()))
 
     def _gather(self, received: list[Message]) -> tuple[Any, str | None]:
         """Return the stage's input value, or ``None`` and the failed input's id."""
@@ -108,7 +114,9 @@ class Actor:
         if definition.condition is not None:
             try:
                 go = await evaluate(definition.condition, run.context)
-            except Exception as exc:
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:  # the condition's own failure, whatever it is
                 return self._finish_failure(failed(exc, "condition raised "))
             if not go:
                 return self._finish(
@@ -122,6 +130,15 @@ class Actor:
                     f"got {type(value).__name__}"
                 )
                 return self._finish_failure(failed(error))
+            if type(value) is not list and type(value) is not tuple:
+                # A subclass may iterate differently, or raise: read it once,
+                # here, where a failure is this stage's.
+                try:
+                    value = list(value)
+                except Exception as exc:
+                    return self._finish_failure(
+                        failed(exc, "reading its input raised ")
+                    )
             outcome = await fan_out(run, node, state, value)
         else:
             state.started_at_ms = run.now_ms()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import AsyncGeneratorType, CoroutineType
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -64,8 +65,21 @@ async def evaluate(condition: Any, context: Any) -> bool:
     A coroutine on purpose: a synchronous frame that raises keeps its
     caller's frame as ``f_back``. Called from here, that caller holds only
     the condition and the context, not the actor (see own_frames_dropped).
+
+    Raises:
+        StageContractError: The condition returned a coroutine (an
+            ``async`` condition defined through a sync wrapper): it would be
+            counted as true without ever running.
     """
-    return bool(condition(context))
+    decision = condition(context)
+    if isinstance(decision, _UNAWAITED):
+        if isinstance(decision, CoroutineType):
+            decision.close()
+        raise StageContractError(
+            "the condition returned a coroutine; conditions must be "
+            "synchronous functions of the context"
+        )
+    return bool(decision)
 
 
 async def attempts(
@@ -115,24 +129,38 @@ async def attempts(
                     )
             if returns_result or isinstance(raw, StageResult):
                 outcome = _judge(node, raw)
+            elif isinstance(raw, _UNAWAITED):
+                outcome = _unawaited(node, raw)
             else:
                 outcome = Outcome(True, output=raw)
         except Exception as exc:
+            if run.reason is not None:
+                # Raised while the run is being cancelled: cleanup that
+                # failed. Kept on the cancelled result; the checkpoint below
+                # raises the cancellation again.
+                _cleanup_failed(state, [exc])
+                outcome = Outcome(False)
+            else:
+                outcome = failed(exc)
+        except BaseException as exc:
+            propagating, errors = _split(exc)
+            if propagating is not None:
+                # Cancelled or interrupted: never retried, but the attempt
+                # did run until now, and the profile says so. Cleanup that
+                # failed on the way is kept on the cancelled result.
+                _ran(state, item, clock.current_time() - begin)
+                try:
+                    if errors is None:
+                        raise
+                    _cleanup_failed(state, leaves(errors))
+                    raise propagating from errors
+                finally:
+                    # Locals holding the exception would hold this frame
+                    # through its traceback: a cycle left to the collector.
+                    del propagating, errors
+            # GeneratorExit, asyncio.CancelledError, a BaseException of the
+            # stage's own: a failure of this stage, not of the caller's run.
             outcome = failed(exc)
-        except BaseExceptionGroup as group:
-            # Cleanup that fails while the stage is being cancelled: keep
-            # the errors on the cancelled result and let Cancelled go on.
-            cancelled, errors = group.split(trio.Cancelled)
-            _ran(state, item, clock.current_time() - begin)
-            if cancelled is None or not isinstance(errors, ExceptionGroup):
-                raise
-            state.cancel_errors = [describe(exc) for exc in leaves(errors)]
-            raise cancelled from errors
-        except BaseException:
-            # Cancelled (or interrupted): never retried, but the attempt
-            # did run until now, and the profile says so.
-            _ran(state, item, clock.current_time() - begin)
-            raise
         end = clock.current_time()
         if item is None:
             _ran(state, item, end - begin)
@@ -145,7 +173,7 @@ async def attempts(
             # the cancel; either way its result is not kept. Compared
             # unrounded: ms rounded to 1 ns accused stages that ended in the
             # very instant of the cancel.
-            if end > run.cancelled_at:
+            if outcome.ok and end > run.cancelled_at:
                 state.swallowed_cancel = True
             await trio.lowlevel.checkpoint()
         outcome.attempts = attempt
@@ -179,6 +207,51 @@ async def attempts(
             state.backoff_ms += (clock.current_time() - pause) * 1000
 
 
+_PROPAGATE = (trio.Cancelled, KeyboardInterrupt, SystemExit)
+"""What leaves a stage as itself: the cancellation, and the two interrupts."""
+
+_INTERRUPTS = (KeyboardInterrupt, SystemExit)
+
+_UNAWAITED = (CoroutineType, AsyncGeneratorType)
+
+
+def _split(
+    exc: BaseException,
+) -> tuple[BaseException | None, BaseExceptionGroup[BaseException] | None]:
+    """Split what a stage raised into what propagates and cleanup errors.
+
+    Returns ``(propagating, errors)``: ``propagating`` is None when the whole
+    of *exc* is the stage's own failure; ``errors`` is the rest of a group
+    whose cancellation propagates.
+    """
+    if isinstance(exc, _PROPAGATE):
+        return exc, None
+    if not isinstance(exc, BaseExceptionGroup):
+        return None, None
+    if exc.subgroup(_INTERRUPTS) is not None:
+        return exc, None  # re-raised whole; the supervisor unwraps it
+    cancelled, errors = exc.split(trio.Cancelled)
+    return cancelled, errors
+
+
+def _unawaited(node: Node, raw: Any) -> Outcome:
+    """Fail a stage that returned a coroutine or async generator instead of a value."""
+    kind = "a coroutine" if isinstance(raw, CoroutineType) else "an async generator"
+    if isinstance(raw, CoroutineType):
+        raw.close()  # never awaited: close it, so Python does not warn later
+    error = StageContractError(
+        f"stage {node.id!r} returned {kind} instead of a value: did you forget await?"
+    )
+    return Outcome(False, error=describe(error), exception=error)
+
+
+def _cleanup_failed(state: StageState, errors: list[BaseException]) -> None:
+    """Keep errors raised by a stage's cleanup while it was being cancelled."""
+    if state.cancel_errors is None:
+        state.cancel_errors = []
+    state.cancel_errors.extend(describe(exc) for exc in errors)
+
+
 def _ran(state: StageState, item: int | None, seconds: float) -> None:
     """Add one attempt's running time to the profile."""
     if item is None:
@@ -187,6 +260,22 @@ def _ran(state: StageState, item: int | None, seconds: float) -> None:
         state.attempt_ms.append(round(seconds * 1000, 6))
     else:
         state.item_running_ms += seconds * 1000
+
+
+def _broken_fields(result: StageResult[Any]) -> str:
+    """Name the fields of a hand-built StageResult that the kernel cannot use."""
+    checks = (
+        ("success", bool),
+        ("error", (str, type(None))),
+        ("exception", (BaseException, type(None))),
+        ("metadata", dict),
+        ("stage_name", str),
+    )
+    return ", ".join(
+        f"{name}={getattr(result, name, None)!r:.60}"
+        for name, kind in checks
+        if not isinstance(getattr(result, name, None), kind)
+    )
 
 
 def _timed_out(node: Node, attempt: int, *, swallowed: bool) -> Exception:
@@ -202,6 +291,13 @@ def _timed_out(node: Node, attempt: int, *, swallowed: bool) -> Exception:
 def _judge(node: Node, raw: Any) -> Outcome:
     """Turn a returned StageResult into an outcome; anything else is a breach."""
     if isinstance(raw, StageResult):
+        broken = _broken_fields(raw)
+        if broken:
+            raise StageContractError(
+                f"stage {node.id!r} returned a StageResult with fields of the "
+                f"wrong type: {broken} (build it with success_result() or "
+                "failure_result())"
+            )
         if raw.success:
             return Outcome(True, output=raw.output, returned=raw)
         error = raw.error or "stage reported failure"

@@ -153,8 +153,12 @@ class RunState:
         return round((self.clock.current_time() - self.start) * 1000, 6)
 
     def cancel(self, reason: PipelineStatus, why: str) -> None:
-        """Cancel every actor; the first reason given is the one reported."""
-        if self.reason is None:
+        """Cancel every actor; the first reason given is the one reported.
+
+        Once every stage has its final result there is nothing left to cut:
+        a deadline or a token that comes then changes nothing.
+        """
+        if self.reason is None and None in self.results:
             self.reason = reason
             self.why = why
             self.cancelled_at = self.clock.current_time()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -13,7 +14,7 @@ from .._definition import PipelineDefinition
 from .._events import PipelineFinished, PipelineStarted, StageUnresponsive
 from .._graph import graph_of
 from .._logging import LoggingObserver, report_observer_failure
-from .._observers import Dispatch, Observer
+from .._observers import Dispatch, Observer, check_observers
 from .._results import (
     PipelineResult,
     PipelineStatus,
@@ -47,7 +48,13 @@ class PipelineExecutor:
         log_events: bool = True,
         unresponsive_after_ms: float = 1000,
     ) -> None:
+        if not (math.isfinite(unresponsive_after_ms) and unresponsive_after_ms >= 0):
+            raise ValueError(
+                "unresponsive_after_ms must be a finite number >= 0, "
+                f"got {unresponsive_after_ms!r}"
+            )
         self._observers = tuple(observers)
+        check_observers(self._observers)
         self._log_events = log_events
         self._grace_s = unresponsive_after_ms / 1000
 
@@ -77,6 +84,8 @@ class PipelineExecutor:
         graph = graph_of(pipeline)
         if context is None:
             context = PipelineContext()
+        observers = tuple(observers)
+        check_observers(observers)
         every = (*self._observers, *observers)
         if self._log_events:
             every = (LoggingObserver(), *every)
@@ -175,9 +184,12 @@ class Supervisor:
 
     async def _supervise(self, initial_input: Any) -> None:
         state, graph = self.state, self.state.graph
-        token = state.context.cancel_token
+        context = state.context
+        token = context.cancel_token
         if token is not None and token.is_set():
-            state.cancel(PipelineStatus.CANCELLED, "cancel token set before the run")
+            state.cancel(
+                PipelineStatus.CANCELLED, f"{context._cancel_reason} before the run"
+            )
             await trio.lowlevel.checkpoint()  # execute is always a checkpoint
             return
         inboxes, outboxes = wire(graph)
@@ -186,8 +198,14 @@ class Supervisor:
             for i, node in enumerate(graph.nodes)
         ]
         async with trio.open_nursery() as helpers:
-            if token is not None:
-                helpers.start_soon(self._watch_token, token)
+
+            def watch(token: trio.Event | None) -> None:
+                if token is not None:
+                    helpers.start_soon(self._watch_token, token)
+
+            watch(token)
+            # A token assigned during the run (by a stage, say) counts too.
+            context._token_watchers.append(watch)
             if graph.timeout_s is not None:
                 helpers.start_soon(self._watch_deadline, state.start + graph.timeout_s)
             helpers.start_soon(self._watchdog)
@@ -203,6 +221,7 @@ class Supervisor:
                     # period ends before the watchdog gets its turn.
                     self._name_unresponsive()
             finally:
+                context._token_watchers.remove(watch)
                 # Cancelled from here even when an interrupt escapes the
                 # actors: cancelled by trio on the way out instead, the
                 # helpers' Cancelled would hold the frame holding the group,
@@ -211,7 +230,7 @@ class Supervisor:
 
     async def _watch_token(self, token: trio.Event) -> None:
         await token.wait()
-        self.state.cancel(PipelineStatus.CANCELLED, "cancel token set")
+        self.state.cancel(PipelineStatus.CANCELLED, self.state.context._cancel_reason)
 
     async def _watch_deadline(self, deadline: float) -> None:
         await trio.sleep_until(deadline)
@@ -235,10 +254,13 @@ class Supervisor:
         for node, state in zip(run.graph.nodes, run.states, strict=True):
             stopped = state.stopped_at
             if (
-                state.started_at_ms is not None  # it started, and has no result yet
+                state.started_at_ms is not None
                 and not state.named_unresponsive
-                and run.results[node.index] is None
-                and (stopped is None or stopped >= limit)
+                # Still running, or it stopped only after the grace period.
+                and (
+                    (stopped is None and run.results[node.index] is None)
+                    or (stopped is not None and stopped >= limit)
+                )
             ):
                 state.named_unresponsive = True
                 event = StageUnresponsive(
