@@ -352,6 +352,21 @@ def check(plan: Plan, expected: Expected, observed: Observed) -> None:
     assert result.total_duration_ms == ms(expected.end)
     assert result.status in expected.statuses
     assert result.success is (result.status is PipelineStatus.SUCCEEDED)
+    # Success is exactly: every critical stage succeeded or was skipped, and
+    # the run was not cut (a cut that comes after every stage ended is none).
+    critical_ok = all(
+        result.stage_results[spec.id].status
+        in (StageStatus.SUCCEEDED, StageStatus.SKIPPED)
+        for spec in plan.stages
+        if spec.critical
+    )
+    cut = result.status in (PipelineStatus.CANCELLED, PipelineStatus.TIMED_OUT)
+    assert result.success is (critical_ok and not cut)
+    if cut:
+        # A cut run always has a stage it cut.
+        assert any(
+            r.status is StageStatus.CANCELLED for r in result.stage_results.values()
+        )
     ids = [plan.stages[i].id for i in plan.order]
     # Every stage has exactly one terminal status, reported once.
     assert list(result.stage_results) == ids
