@@ -226,7 +226,7 @@ async def test_a_cleanup_error_during_fail_fast_is_kept(
         try:
             await trio.sleep(10)
         finally:
-            raise OSError("cleanup broke")  # noqa: B012  # the stage's own bug
+            raise OSError("cleanup broke")  # the stage's own bug
 
     result = await PipelineExecutor().execute(
         PipelineDefinition(
@@ -337,7 +337,7 @@ def test_an_async_observer_hook_is_refused() -> None:
             pass
 
     with pytest.raises(
-        TypeError, match="observer .*Async: hook stage_finished is async"
+        TypeError, match=r"observer .*Async: hook stage_finished is async"
     ):
         PipelineExecutor(observers=[Async()])
 
