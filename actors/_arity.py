@@ -67,7 +67,7 @@ def _fits(fn: Callable[..., Any], wanted: int) -> bool:
     """
     if isinstance(fn, types.MethodType):
         fn, wanted = fn.__func__, wanted + 1  # self is bound
-    if type(fn) is not types.FunctionType or hasattr(fn, "__wrapped__"):
+    if type(fn) is not types.FunctionType or "__wrapped__" in fn.__dict__:
         return False
     code = fn.__code__
     defaults = len(fn.__defaults__ or ())
