@@ -424,3 +424,13 @@ def test_the_namespace_exports_documented_public_names() -> None:
         obj = getattr(actors.aio, name)
         assert obj.__doc__, name
         assert not obj.__module__.startswith("actors._"), (name, obj.__module__)
+
+
+def test_the_executor_called_from_asyncio_names_actors_aio() -> None:
+    """Without a host, execute from asyncio raises a RuntimeError naming actors.aio."""
+
+    async def main() -> None:
+        with pytest.raises(RuntimeError, match=ASYNCIO_MESSAGE):
+            await actors.PipelineExecutor().execute(one_stage("double", double), 1)
+
+    run_asyncio(main)

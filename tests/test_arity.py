@@ -222,3 +222,23 @@ def test_the_verdict_agrees_with_python_binding_the_call(fn: Any) -> None:
     else:
         binds = True
     assert (arity_problem(fn) is None) == binds
+
+
+def test_validation_refuses_a_stage_with_the_wrong_arity() -> None:
+    """The definition is refused before any run, naming the stage and the callable."""
+    from actors import PipelineDefinition, StageDefinition
+
+    definition = PipelineDefinition(
+        name="p",
+        stages=[
+            StageDefinition("first", one_arg),
+            StageDefinition("second", Stage().execute_input_only, inputs=["first"]),
+            StageDefinition("third", fine, inputs=["second"]),
+        ],
+    )
+    assert definition.validate_pipeline() == [
+        "stage 'first': one_arg(x) accepts 1 positional argument, but it is "
+        "called with 2 positional arguments: (input, context)",
+        "stage 'second': Stage.execute_input_only(input) accepts 1 positional "
+        "argument, but it is called with 2 positional arguments: (input, context)",
+    ]
