@@ -346,6 +346,26 @@ def test_execute_mirrors_the_executor() -> None:
     assert call_observer.seen == [("echo", PipelineStatus.SUCCEEDED)]
 
 
+def test_cancelling_a_task_that_is_opening_a_host_leaves_none_open() -> None:
+    """Cancelled while entering (or just after), the host still closes fully."""
+
+    async def opener() -> None:
+        async with trio_host():
+            await asyncio.sleep(10)  # pragma: no cover
+
+    async def main() -> None:
+        task = asyncio.create_task(opener())
+        await asyncio.sleep(0)  # the task starts entering
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        async with trio_host() as host:  # the thread is free again
+            ok = await host.execute(one_stage("double", double), 1)
+        assert ok.outputs == {"double": 2}
+
+    run_asyncio(main)
+
+
 def test_execute_before_entering_the_host_is_refused() -> None:
     """A host that was never entered says how to enter it."""
 
