@@ -8,8 +8,8 @@ of its one nursery, in a cancel scope of its own.
 
 All calls from asyncio into the guest run go through its ``TrioToken``
 (``run_sync_soon``), the one thread-safe and scheduler-waking door; trio code
-hands results back by settling an asyncio future, which it may touch directly
-because it runs on the loop's thread.
+hands the outcome back on the job and wakes the caller by settling an asyncio
+future, which it may touch directly because it runs on the loop's thread.
 """
 
 from __future__ import annotations
@@ -61,15 +61,38 @@ def trio_host(executor: PipelineExecutor | None = None) -> TrioHost:
 
 @dataclass(eq=False, slots=True)
 class _Job:
-    """One submitted run: what to run, and where its caller waits."""
+    """One submitted run: what to run, its outcome, and where its caller waits."""
 
     pipeline: PipelineDefinition
     initial_input: Any
     context: PipelineContext[Any] | None
     observers: tuple[Observer, ...]
-    future: asyncio.Future[PipelineResult]
+    done: asyncio.Future[None]
+    """Set once the run has ended and ``result`` or ``error`` is filled in."""
     caller_context: contextvars.Context
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    result: PipelineResult | None = None
+    error: BaseException | None = None
+
+    def take_error(self) -> BaseException | None:
+        """Return the run's exception, and forget it.
+
+        The exception's traceback holds frames that hold this job: kept here
+        once raised, it would be a reference cycle.
+        """
+        error, self.error = self.error, None
+        return error
+
+    def outcome(self) -> PipelineResult:
+        """Return the result, or raise the run's exception (taken off the job)."""
+        error = self.take_error()
+        if error is None:
+            assert self.result is not None
+            return self.result
+        try:
+            raise error
+        finally:
+            del error  # this frame is on its traceback
 
 
 class TrioHost:
@@ -225,22 +248,21 @@ class TrioHost:
             initial_input=initial_input,
             context=context,
             observers=tuple(observers),
-            future=loop.create_future(),
+            done=loop.create_future(),
             caller_context=contextvars.copy_context(),
         )
         self._call_in_trio(self._start, job)
         try:
-            return await asyncio.shield(job.future)
+            await asyncio.shield(job.done)
         except asyncio.CancelledError:
-            if job.future.done():
-                raise  # the run had already ended: nothing to unwind
-            self._call_in_trio(job.scope.cancel)
-            await _wait_through_cancellation(job.future)
-            if not job.future.cancelled():
-                error = job.future.exception()
-                if isinstance(error, KeyboardInterrupt | SystemExit):
-                    raise error from None  # an interrupt outranks the cancellation
+            if not job.done.done():
+                self._call_in_trio(job.scope.cancel)
+                await _wait_through_cancellation(job.done)
+            if isinstance(job.error, KeyboardInterrupt | SystemExit):
+                job.outcome()  # raises it: an interrupt outranks the cancellation
+            job.take_error()  # the run's end, whatever it was, is dropped
             raise
+        return job.outcome()
 
     def _call_in_trio(self, fn: Callable[..., object], *args: Any) -> None:
         """Schedule the sync *fn* inside the guest run; it must never raise."""
@@ -270,7 +292,6 @@ class TrioHost:
         self._nursery.start_soon(self._serve, job, name=f"aio:{job.pipeline.name}")
 
     async def _serve(self, job: _Job) -> None:
-        future = job.future
         try:
             with job.scope:
                 try:
@@ -286,21 +307,18 @@ class TrioHost:
                     # Not swallowed: handed to the asyncio task awaiting this
                     # run, which raises it as execute would have. Raised here,
                     # it would end every other run of the host as well.
-                    future.set_exception(exc)
+                    job.error = exc
                     return
-                future.set_result(result)
+                job.result = result
         finally:
-            if not future.done():
-                if job.scope.cancel_called:
-                    future.cancel()  # its caller was cancelled and raises that
-                else:
-                    future.set_exception(
-                        HostClosedError(
-                            f"the trio host closed while pipeline "
-                            f"{job.pipeline.name!r} was running; the run was "
-                            "cancelled"
-                        )
-                    )
+            if job.result is None and job.error is None:
+                # Cancelled: by its caller, which raises CancelledError and
+                # ignores this, or by the host closing.
+                job.error = HostClosedError(
+                    f"the trio host closed while pipeline {job.pipeline.name!r} "
+                    "was running; the run was cancelled"
+                )
+            job.done.set_result(None)
 
 
 async def _wait_through_cancellation(future: asyncio.Future[Any]) -> bool:

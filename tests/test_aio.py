@@ -454,3 +454,68 @@ def test_the_executor_called_from_asyncio_names_actors_aio() -> None:
             await actors.PipelineExecutor().execute(one_stage("double", double), 1)
 
     run_asyncio(main)
+
+
+def test_no_path_leaves_reference_cycles() -> None:
+    """Success, failure, interrupt, cancellation and closing leave no cyclic garbage.
+
+    A run's exception travels from trio frames to an asyncio frame; kept on
+    the job it would hold both (the gc.DEBUG_SAVEALL check of test_gc.py).
+    """
+    import gc
+    from collections import Counter
+
+    async def forever(input: None, context: PipelineContext[Any]) -> None:
+        await trio.sleep_forever()
+
+    async def exits(input: None, context: PipelineContext[Any]) -> None:
+        await trio.lowlevel.checkpoint()
+        raise SystemExit(3)
+
+    bad = PipelineDefinition(
+        name="bad", stages=[StageDefinition("a", double, inputs=["nope"])]
+    )
+    garbage: dict[str, Counter[str]] = {}
+
+    def collect(path: str) -> None:
+        gc.collect()
+        garbage[path] = Counter(type(obj).__name__ for obj in gc.garbage)
+        gc.garbage.clear()
+
+    async def main() -> None:
+        executor = actors.PipelineExecutor(log_events=False)
+        async with trio_host(executor) as host:
+            await host.execute(one_stage("double", double), 1)  # warmed up
+            gc.collect()
+            gc.disable()
+            gc.set_debug(gc.DEBUG_SAVEALL)
+            await host.execute(one_stage("double", double), 1)
+            collect("success")
+            with pytest.raises(PipelineValidationError):
+                await host.execute(bad, 1)
+            collect("validation error")
+            with pytest.raises(SystemExit):
+                await host.execute(one_stage("exits", exits))
+            collect("interrupt")
+            task = asyncio.create_task(host.execute(one_stage("forever", forever)))
+            await asyncio.sleep(0.01)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            del task
+            collect("cancelled")
+            task = asyncio.create_task(host.execute(one_stage("forever", forever)))
+            await asyncio.sleep(0.01)
+        with pytest.raises(HostClosedError):
+            await task
+        del task
+        collect("host closed")
+
+    flags = gc.get_debug()
+    try:
+        run_asyncio(main)
+    finally:
+        gc.set_debug(flags)
+        gc.enable()
+    paths = ["success", "validation error", "interrupt", "cancelled", "host closed"]
+    assert garbage == {path: Counter() for path in paths}
