@@ -16,7 +16,10 @@ from ._results import StageResult
 if TYPE_CHECKING:
     from ._graph import Graph
 
-_FROZEN = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+# Each model spells out its own ConfigDict(...): the pydantic mypy plugin reads
+# only a literal call there, and it is what shows users' type checkers that
+# the declarations are frozen (assigning a field is an error, not a surprise
+# at run time).
 
 
 class ExecutionPattern(enum.StrEnum):
@@ -71,7 +74,7 @@ class RetryConfig(BaseModel):
     Cancellation is never retried.
     """
 
-    model_config = _FROZEN
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     max_attempts: int = 1
     """Attempts in all, the first included (1 means no retry)."""
@@ -148,7 +151,7 @@ class StageDefinition(BaseModel):
     every broken rule at once.
     """
 
-    model_config = _FROZEN
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     id: str
     """Unique id; other stages name it in ``inputs``."""
@@ -202,7 +205,7 @@ class StageDefinition(BaseModel):
 class PipelineDefinition(BaseModel):
     """A named set of stages and how failures end the run."""
 
-    model_config = _FROZEN
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     name: str
     """Names the pipeline in events and results."""

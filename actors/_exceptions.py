@@ -46,3 +46,14 @@ class StageContractError(ActorsError, RuntimeError):
     ``execute``, or swallowed :class:`trio.Cancelled`. Never raised to the
     caller: it is the ``exception`` of the stage's :class:`StageResult`.
     """
+
+
+class HostClosedError(ActorsError, RuntimeError):
+    """An asyncio host (:func:`actors.aio.trio_host`) is closing or closed.
+
+    Raised by :meth:`TrioHost.execute <actors.aio.TrioHost.execute>` when it
+    is called once the host's ``async with`` block is being left, and to the
+    callers whose runs were still going when it was left (those runs were
+    cancelled). Never raised by a run that was started and finished while the
+    host was open, and never raised under plain trio.
+    """

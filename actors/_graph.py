@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ._arity import arity_problem
 from ._definition import ExecutionPattern, RetryConfig, StageDefinition
 from ._exceptions import PipelineValidationError
 from ._util import describe
@@ -169,9 +170,9 @@ def _stage_call(
         )
         return None
     if execute is not None and inspect.iscoroutinefunction(execute):
-        return execute, True
+        return _called_as_a_stage(errors, stage, execute, True)
     if _is_async(target):
-        return target, False
+        return _called_as_a_stage(errors, stage, target, False)
     what = type(target).__name__
     if execute is not None:
         what += " whose execute is not async"
@@ -179,6 +180,17 @@ def _stage_call(
         f"stage {stage.id!r}: stage must be an object with an async "
         f"execute(input, context) method or an async function, got {what}"
     )
+    return None
+
+
+def _called_as_a_stage(
+    errors: list[str], stage: StageDefinition, fn: Callable[..., Any], result: bool
+) -> tuple[Callable[..., Any], bool] | None:
+    """Return (fn, result) if fn takes (input, context); else record why not."""
+    problem = arity_problem(fn)
+    if problem is None:
+        return fn, result
+    errors.append(f"stage {stage.id!r}: {problem}")
     return None
 
 

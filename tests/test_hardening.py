@@ -432,7 +432,8 @@ async def test_a_stage_result_with_wrong_field_types_fails_the_stage(
         name = "odd"
 
         async def execute(self, value: Any, ctx: PipelineContext[Any]) -> Any:
-            return StageResult.model_construct(success=False, error=123)
+            wrong: Any = 123  # what an untyped caller can pass
+            return StageResult.model_construct(success=False, error=wrong)
 
     result = await PipelineExecutor().execute(
         one(Odd(), retry_config=RetryConfig(max_attempts=2, retryable_errors=["x"]))

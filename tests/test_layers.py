@@ -23,6 +23,8 @@ LAYERS: dict[str, int] = {
     "_util": 1,
     "_exceptions": 1,
     "_sketch": 1,
+    "_host_check": 1,
+    "_arity": 1,
     # 2: declarations and results
     "_context": 2,
     "_results": 2,
@@ -44,10 +46,12 @@ LAYERS: dict[str, int] = {
     "_cli_logs": 5,
     "_cli": 5,
     "__main__": 5,
+    "_aio": 5,
     # 6: the public namespaces
     "__init__": 6,
     "analysis": 6,
     "logging": 6,
+    "aio": 6,
 }
 
 # Inside the kernel: what the supervisor and actors share comes first, the

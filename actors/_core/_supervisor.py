@@ -13,6 +13,7 @@ from .._context import PipelineContext
 from .._definition import PipelineDefinition
 from .._events import PipelineFinished, PipelineStarted, StageUnresponsive
 from .._graph import graph_of
+from .._host_check import require_trio
 from .._logging import LoggingObserver, report_observer_failure
 from .._observers import Dispatch, Observer, check_observers
 from .._results import (
@@ -80,7 +81,10 @@ class PipelineExecutor:
 
         Raises:
             PipelineValidationError: The definition is invalid; nothing ran.
+            RuntimeError: Called from asyncio, not trio; the message names
+                :mod:`actors.aio`, which runs pipelines for asyncio code.
         """
+        require_trio()
         graph = graph_of(pipeline)
         if context is None:
             context = PipelineContext()
