@@ -46,15 +46,12 @@ async def test_a_deadline_in_the_instant_the_last_stage_ends_changes_nothing(
     pipeline = PipelineDefinition(
         name="p", stages=[StageDefinition("a", work)], timeout_ms=2
     )
-    result = await PipelineExecutor().execute(pipeline, 1)
-    stage = result.stage_results["a"]
-    assert (stage.status, result.status, result.success) == (
-        stage.status,
-        PipelineStatus.SUCCEEDED if stage.success else PipelineStatus.TIMED_OUT,
-        stage.success,
-    )
-    assert stage.status is StageStatus.SUCCEEDED
-    assert result.status is PipelineStatus.SUCCEEDED
+    # trio runs the tasks woken in one instant in a random order: try both.
+    for _ in range(40):
+        result = await PipelineExecutor().execute(pipeline, 1)
+        assert result.stage_results["a"].status is StageStatus.SUCCEEDED
+        assert result.status is PipelineStatus.SUCCEEDED
+        assert result.success
 
 
 async def test_a_token_set_after_every_stage_ended_changes_nothing(

@@ -238,6 +238,10 @@ class Supervisor:
 
     async def _watch_deadline(self, deadline: float) -> None:
         await trio.sleep_until(deadline)
+        # Stages woken in this very instant (their sleep ended at the
+        # deadline) run first, in trio's random batch order or not: work that
+        # finished at the deadline counts.
+        await trio.lowlevel.cancel_shielded_checkpoint()
         timeout_ms = (deadline - self.state.start) * 1000
         self.state.cancel(
             PipelineStatus.TIMED_OUT, f"pipeline timed out after {timeout_ms:g} ms"
