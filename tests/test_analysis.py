@@ -509,30 +509,25 @@ def test_summary_renders_a_table_per_run(etl_report: LogReport) -> None:
     assert render_summary(etl_report) == (
         "log: 2 runs; 30 lines: 30 run events, 0 other, 0 malformed\n"
         "\n"
-        "run run-etl  pipeline 'etl'  succeeded in 3800 ms  T\n"
+        "run run-etl  pipeline 'etl'  succeeded in 3.8 s  T\n"
         "  5 stages: 4 succeeded, 1 skipped\n"
-        "  stage  status     attempts  wait  queue   run  backoff  duration"
-        "  items (p50/p95/max)\n"
-        "  fetch  succeeded         3     0      0  1500      300      1800\n"
-        "  each   succeeded         4  1800   2000  3250        0      1750"
-        "  4 (500/1500/1500 ms)\n"
-        "  side   succeeded         1     0      0   500        0       500\n"
-        "  maybe  skipped           0   500      0     0        0         0\n"
-        "  store  succeeded         1  3550      0   250        0       250\n"
-        "  slowest: fetch 1800 ms, each 1750 ms, side 500 ms\n"
-        "  retry: fetch attempt 1 at 500 ms, next after 100 ms: "
-        "ConnectionError: try 1\n"
-        "  retry: fetch attempt 2 at 1100 ms, next after 200 ms: "
-        "ConnectionError: try 2\n"
+        "  stage  status     attempts    wait  queue     run  backoff  duration  items (p50/p95/max)\n"
+        "  fetch  succeeded         3    0 ms   0 ms   1.5 s   300 ms     1.8 s\n"
+        "  each   succeeded         4   1.8 s    2 s  3.25 s     0 ms    1.75 s  4 (500 ms/1.5 s/1.5 s)\n"
+        "  side   succeeded         1    0 ms   0 ms  500 ms     0 ms    500 ms\n"
+        "  maybe  skipped           0  500 ms   0 ms    0 ms     0 ms      0 ms\n"
+        "  store  succeeded         1  3.55 s   0 ms  250 ms     0 ms    250 ms\n"
+        "  slowest: fetch 1.8 s, each 1.75 s, side 500 ms\n"
+        "  retry: fetch attempt 1 at 500 ms, next after 100 ms: ConnectionError: try 1\n"
+        "  retry: fetch attempt 2 at 1.1 s, next after 200 ms: ConnectionError: try 2\n"
         "  critical path: fetch -> each -> store\n"
         "\n"
         "run run-ff  pipeline 'ff'  failed in 300 ms  T\n"
         "  3 stages: 1 failed, 2 cancelled\n"
-        "  stage  status     attempts  wait  queue  run  backoff  duration"
-        "  items (p50/p95/max)\n"
-        "  a      failed            1     0      0  300        0       300\n"
-        "  b      cancelled         1     0      0  300        0       300\n"
-        "  c      cancelled         0     -      0    0        0         0\n"
+        "  stage  status     attempts  wait  queue     run  backoff  duration  items (p50/p95/max)\n"
+        "  a      failed            1  0 ms   0 ms  300 ms     0 ms    300 ms\n"
+        "  b      cancelled         1  0 ms   0 ms  300 ms     0 ms    300 ms\n"
+        "  c      cancelled         0     -   0 ms    0 ms     0 ms      0 ms\n"
         "  slowest: a 300 ms, b 300 ms\n"
         "  error: a: ValueError: bad row\n"
         "  cancelled: b, c (cancelled: stage 'a' failed)\n"
@@ -548,17 +543,14 @@ def test_timeline_text_draws_each_stage_on_one_scale(etl_report: LogReport) -> N
     """
     text = render_timeline(etl_report.run("run-etl"), width=40)
     assert text.splitlines() == [
-        "run run-etl  pipeline 'etl'  succeeded in 3800 ms  T",
-        "       0 ms                               3800 ms",
-        "fetch  |#####~~####~~~#####                     |"
-        " succeeded 0-1800 ms (3 attempts) *",
-        "each   |                  ####################  |"
-        " succeeded 1800-3550 ms (4 attempts) *",
-        "side   |######                                  | succeeded 0-500 ms",
+        "run run-etl  pipeline 'etl'  succeeded in 3.8 s  T",
+        "       0 ms                                 3.8 s",
+        "fetch  |#####~~####~~~#####                     | succeeded 0 ms to 1.8 s (3 attempts) *",
+        "each   |                  ####################  | succeeded 1.8 s to 3.55 s (4 attempts) *",
+        "side   |######                                  | succeeded 0 ms to 500 ms",
         "maybe  |     o                                  | skipped",
-        "store  |                                     ###| succeeded 3550-3800 ms *",
-        "legend: # running  ~ backoff  . queued  o skipped  x never ran"
-        "  > still running (log ends)  * critical path",
+        "store  |                                     ###| succeeded 3.55 s to 3.8 s *",
+        "legend: # running  ~ backoff  . queued  o skipped  x never ran  > still running (log ends)  * critical path",
     ]
 
 
@@ -612,16 +604,16 @@ def test_critical_path_lists_each_stage_and_the_makespan(
 ) -> None:
     """Each run's path is a table of its stages, then the path and makespan."""
     assert render_critical_path(etl_report) == (
-        "run run-etl  pipeline 'etl'  succeeded in 3800 ms  T\n"
-        "  stage  status     start   end  duration\n"
-        "  fetch  succeeded      0  1800      1800\n"
-        "  each   succeeded   1800  3550      1750\n"
-        "  store  succeeded   3550  3800       250\n"
-        "  path: fetch -> each -> store; makespan 3800 ms\n"
+        "run run-etl  pipeline 'etl'  succeeded in 3.8 s  T\n"
+        "  stage  status      start     end  duration\n"
+        "  fetch  succeeded    0 ms   1.8 s     1.8 s\n"
+        "  each   succeeded   1.8 s  3.55 s    1.75 s\n"
+        "  store  succeeded  3.55 s   3.8 s    250 ms\n"
+        "  path: fetch -> each -> store; makespan 3.8 s\n"
         "\n"
         "run run-ff  pipeline 'ff'  failed in 300 ms  T\n"
-        "  stage  status  start  end  duration\n"
-        "  a      failed      0  300       300\n"
+        "  stage  status  start     end  duration\n"
+        "  a      failed   0 ms  300 ms    300 ms\n"
         "  path: a; makespan 300 ms\n"
     )
 

@@ -16,8 +16,8 @@ import trio.testing
 
 from actors import PipelineExecutor
 from actors._cli import main
-from actors._progress import ProgressTracker, live_table, rich_summary
-from actors._target import split_target
+from actors._cli._progress import ProgressTracker, live_table, rich_summary
+from actors._cli._target import split_target
 
 ROOT = Path(__file__).parent.parent
 TARGETS = "tests/cli_targets.py"
@@ -28,7 +28,7 @@ GOLDEN = Path(__file__).parent / "golden"
 def _isolated_imports(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Run from the repository root; forget modules and paths a test imported."""
     monkeypatch.chdir(ROOT)
-    monkeypatch.setattr("actors._target._loaded", {})
+    monkeypatch.setattr("actors._cli._target._loaded", {})
     path, modules = list(sys.path), set(sys.modules)
     yield
     sys.path[:] = path
@@ -50,14 +50,14 @@ def test_run_prints_progress_lines_and_a_summary(
     out, err = capsys.readouterr()
     assert out.splitlines() == [
         "   0.000s  first   started",
-        "   1.000s  first   succeeded in 1.00 s, 1 attempt",
+        "   1.000s  first   succeeded in 1 s, 1 attempt",
         "   1.000s  second  started",
         "   1.500s  second  attempt 1 failed (ConnectionError: reset); "
         "retrying in 250 ms",
         "   1.750s  second  started (attempt 2)",
         "   2.250s  second  succeeded in 1.25 s, 2 attempts",
         "stage   status     attempts  duration  note",
-        "first   succeeded  1         1.00 s",
+        "first   succeeded  1         1 s",
         "second  succeeded  2         1.25 s",
         "pipeline 'ok' succeeded in 2.25 s; critical path: first -> second",
     ]
@@ -72,7 +72,7 @@ def test_fan_out_progress_shows_items_done_out_of_total(
     lines = capsys.readouterr().out.splitlines()
     assert lines[2:4] == [
         "   0.000s  each   started (3 items)",
-        "   2.000s  each   succeeded 3/3 in 2.00 s, 3 attempts",
+        "   2.000s  each   succeeded 3/3 in 2 s, 3 attempts",
     ]
 
 
@@ -83,7 +83,7 @@ def test_failed_run_exits_1_and_names_the_error(
     assert cli("run", f"{TARGETS}:failing", "--input", "1", "--no-progress") == 1
     assert capsys.readouterr().out.splitlines() == [
         "stage   status     attempts  duration  note",
-        "first   succeeded  1         1.00 s",
+        "first   succeeded  1         1 s",
         "broken  failed     1         250 ms    RuntimeError: boom",
         "after   cancelled  0         -         cancelled: stage 'broken' failed",
         "pipeline 'failing' failed in 1.25 s; critical path: first -> broken",
@@ -96,8 +96,7 @@ def test_timeout_bounds_the_run_and_exits_1(
     """``--timeout`` ends a run that would never finish, as a timed-out failure."""
     assert cli("run", f"{TARGETS}:slow", "--timeout", "3", "--no-progress") == 1
     assert (
-        capsys.readouterr().out.splitlines()[-1]
-        == "pipeline 'slow' timed_out in 3.00 s"
+        capsys.readouterr().out.splitlines()[-1] == "pipeline 'slow' timed_out in 3 s"
     )
 
 
@@ -118,8 +117,8 @@ def test_ctrl_c_cancels_cleanly_and_exits_130(
     out, err = capsys.readouterr()
     assert out.splitlines() == [
         "stage  status     attempts  duration  note",
-        "press  cancelled  1         2.00 s    cancelled: cancel token set",
-        "pipeline 'interrupted' cancelled in 2.00 s",
+        "press  cancelled  1         2 s       cancelled: cancel token set",
+        "pipeline 'interrupted' cancelled in 2 s",
     ]
     assert err == "interrupted: cancelling the run (press Ctrl-C again to abort)\n"
 
@@ -169,7 +168,7 @@ def test_input_file_dash_reads_standard_input(
 def test_timeout_keeps_the_stricter_bound(capsys: pytest.CaptureFixture[str]) -> None:
     """A ``--timeout`` longer than the pipeline's own ``timeout_ms`` does not extend it."""
     from actors import PipelineDefinition
-    from actors._cli import _with_timeout
+    from actors._cli._run import _with_timeout
 
     pipeline = PipelineDefinition(name="p", stages=[], timeout_ms=1500)
     assert _with_timeout(pipeline, 3).timeout_ms == 1500
@@ -475,7 +474,7 @@ def test_rich_output_renders_live_progress_and_a_table(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """With rich output chosen, the run redraws a live table and ends with a table."""
-    monkeypatch.setattr("actors._cli._use_rich", lambda: True)
+    monkeypatch.setattr("actors._cli._run._use_rich", lambda: True)
     assert cli("run", f"{TARGETS}:ok", "--input", "1") == 0
     out = capsys.readouterr().out
     assert re.search(r"│ second\s+│ succeeded │\s+2 │\s+1.25 s │", out)
@@ -497,9 +496,7 @@ async def test_live_table_shows_each_stage_state(
     console.print(live_table(tracker))
     console.print(rich_summary(result))
     text = console.file.getvalue()  # type: ignore[attr-defined]  # a StringIO
-    assert re.search(
-        r"^first\s+sequential\s+succeeded\s+1.00 s\s*$", text, re.MULTILINE
-    )
+    assert re.search(r"^first\s+sequential\s+succeeded\s+1 s\s*$", text, re.MULTILINE)
     assert re.search(
         r"^broken\s+sequential\s+failed\s+250 ms\s+RuntimeError: boom",
         text,
@@ -569,7 +566,7 @@ def test_a_file_already_imported_is_not_imported_twice() -> None:
     """A TARGET file already imported under its own name is reused, not re-run."""
     import cli_targets
 
-    from actors._target import load_module
+    from actors._cli._target import load_module
 
     assert load_module(TARGETS) is cli_targets
     assert load_module("cli_targets") is cli_targets
@@ -605,4 +602,4 @@ def test_run_log_file_feeds_actors_logs(
     capsys.readouterr()
     assert main(["logs", "critical-path", str(log)]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[-1] == "  path: first -> second; makespan 2250 ms"
+    assert out.splitlines()[-1] == "  path: first -> second; makespan 2.25 s"

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from actors._cli_logs import main_logs, register
+from actors._cli._logs import main_logs, register
 
 START = {"stages": ["a", "b"], "dependencies": {"a": [], "b": ["a"]}, "at_ms": 0.0}
 
@@ -103,8 +103,8 @@ def test_timeline_defaults_to_the_last_run_and_says_so(
     assert out.splitlines()[:4] == [
         "run bbbb2222  pipeline 'p'  succeeded in 300 ms",
         "       0 ms  300 ms",
-        "a      |####      | succeeded 0-100 ms *",
-        "b      |   #######| succeeded 100-300 ms *",
+        "a      |####      | succeeded 0 ms to 100 ms *",
+        "b      |   #######| succeeded 100 ms to 300 ms *",
     ]
     assert err == (
         "actors logs: drawing the last of 2 runs (bbbb2222); choose another with --run\n"

@@ -18,9 +18,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from ._context import PipelineContext
-from ._definition import PipelineDefinition
-from ._util import describe
+from .._context import PipelineContext
+from .._definition import PipelineDefinition
+from .._util import describe
 
 
 class TargetError(Exception):

@@ -11,14 +11,13 @@ output works without the ``cli`` extra.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
 import trio
 
-from ._definition import ExecutionPattern, PipelineDefinition
-from ._events import (
+from .._definition import ExecutionPattern, PipelineDefinition
+from .._events import (
     ItemFinished,
     PipelineFinished,
     PipelineStarted,
@@ -26,8 +25,9 @@ from ._events import (
     StageRetrying,
     StageStarted,
 )
-from ._observers import Observer
-from ._results import PipelineResult, StageResult, StageStatus
+from .._observers import Observer
+from .._results import PipelineResult, StageResult, StageStatus
+from .._util import format_ms, plain_table
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -47,13 +47,6 @@ STYLES = {
     StageStatus.UPSTREAM_FAILED.value: "magenta",
 }
 """rich style of each state a stage can be shown in."""
-
-
-def format_ms(ms: float) -> str:
-    """Return a duration for people: ``"250 ms"`` below a second, else ``"1.25 s"``."""
-    if ms < 1000:
-        return f"{ms:.0f} ms"
-    return f"{ms / 1000:.2f} s"
 
 
 @dataclass(eq=False)
@@ -278,22 +271,10 @@ def summary_footer(result: PipelineResult) -> str:
     return text
 
 
-def plain_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Return *rows* under *header* as aligned plain-text columns."""
-    widths = [len(cell) for cell in header]
-    for row in rows:
-        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
-    lines = []
-    for row in (header, *rows):
-        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines)
-
-
 def plain_summary(result: PipelineResult) -> str:
     """Return the summary as plain text: a table and a footer line."""
     table = plain_table(SUMMARY_HEADER, summary_rows(result))
-    return f"{table}\n{summary_footer(result)}"
+    return "\n".join([*table, summary_footer(result)])
 
 
 def rich_summary(result: PipelineResult) -> Table:

@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from ._results import PipelineStatus, StageProfile, StageStatus, critical_path
+from .._results import PipelineStatus, StageProfile, StageStatus, critical_path
 
 __all__ = [
     "LogReport",

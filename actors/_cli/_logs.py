@@ -13,8 +13,14 @@ import argparse
 import sys
 from typing import TextIO
 
-from ._analysis import LogReport, RunRecord, read_log
-from ._reports import render_critical_path, render_summary, render_timeline
+from .._analysis import (
+    LogReport,
+    RunRecord,
+    read_log,
+    render_critical_path,
+    render_summary,
+    render_timeline,
+)
 
 _EXIT_OK = 0
 _EXIT_BAD_INPUT = 2
