@@ -8,7 +8,8 @@ and ``actors logs ...``. Every subcommand sets ``handler=fn`` with
 * 1: the pipeline ran and failed (including its own timeout);
 * 2: bad usage, a target that cannot be loaded, or an invalid definition
   (every problem is printed);
-* 130: interrupted by Ctrl-C, after the run shut down cleanly.
+* 130: interrupted by Ctrl-C, after the run shut down cleanly;
+* 143: stopped by SIGTERM (``docker stop``, systemd, CI), the same way.
 
 A TARGET is ``module:attr`` or ``path/to/file.py:attr`` (``attr`` defaults to
 ``pipeline``) naming a :class:`PipelineDefinition` or a zero-argument function
@@ -28,10 +29,16 @@ import trio
 
 from .._diagram import FORMATS
 from .._version import __version__
-from ._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, err
+from ._common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    err,
+)
 from ._graph import cmd_graph
 from ._logs import register as register_logs
-from ._run import cmd_run
+from ._run import Terminated, cmd_run, sigterm_as_interrupt
 from ._validate import cmd_validate
 
 
@@ -67,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a pipeline",
         description="Run a pipeline, showing progress and a summary. Exit codes: "
         "0 success, 1 pipeline failed, 2 invalid target or definition, "
-        "130 interrupted.",
+        "130 interrupted (Ctrl-C), 143 terminated (SIGTERM).",
     )
     run.add_argument("target", metavar="TARGET", help=_TARGET_HELP)
     given = run.add_mutually_exclusive_group()
@@ -146,10 +153,23 @@ def main(
 ) -> int:
     """Run the ``actors`` command line and return its exit code.
 
+    Ctrl-C or SIGTERM outside a run (while loading the target, say) ends the
+    command with one line and exit 130 or 143; inside a run they stop it
+    cleanly first (see :mod:`actors._cli._run`).
+
     Args:
         argv: The arguments (default: ``sys.argv[1:]``).
         clock: A trio clock for ``actors run`` (tests pass a ``MockClock``).
     """
+    try:
+        with sigterm_as_interrupt():
+            return _main(argv, clock)
+    except KeyboardInterrupt as exc:
+        err("aborted")
+        return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+
+
+def _main(argv: Sequence[str] | None, clock: trio.abc.Clock | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -158,9 +178,6 @@ def main(
     args.clock = clock
     try:
         return int(args.handler(args))
-    except KeyboardInterrupt:
-        err("aborted")
-        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader went away (``actors run ... | head``): say nothing more,
         # and keep Python from complaining when it flushes stdout at exit.

@@ -24,10 +24,11 @@ from .._events import (
     StageFinished,
     StageRetrying,
     StageStarted,
+    StageUnresponsive,
 )
 from .._observers import Observer
 from .._results import PipelineResult, StageResult, StageStatus
-from .._util import format_ms, plain_table
+from .._util import format_ms, plain_table, printable
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -35,11 +36,15 @@ if TYPE_CHECKING:
 WAITING = "waiting"
 RUNNING = "running"
 RETRYING = "retrying"
+STOPPING = "stopping"
+UNRESPONSIVE = "unresponsive"
 
 STYLES = {
     WAITING: "dim",
     RUNNING: "bold cyan",
     RETRYING: "bold yellow",
+    STOPPING: "yellow",
+    UNRESPONSIVE: "bold magenta",
     StageStatus.SUCCEEDED.value: "green",
     StageStatus.FAILED.value: "bold red",
     StageStatus.SKIPPED.value: "dim",
@@ -104,6 +109,7 @@ class ProgressTracker(Observer):
             for stage in pipeline.stages
         }
         self.result: PipelineResult | None = None
+        self.stop_requested = False
         self._start = 0.0
 
     def now_ms(self) -> float:
@@ -123,10 +129,23 @@ class ProgressTracker(Observer):
         """Remember when the run started."""
         self._start = trio.current_time() - event.at_ms / 1000
 
+    def stopping(self) -> None:
+        """The run was asked to stop: show every running stage as stopping.
+
+        From here on a stage is shown as stopping until its result arrives,
+        or as unresponsive once the supervisor reports it past the grace
+        period; never as running again.
+        """
+        self.stop_requested = True
+        for view in self.views.values():
+            if view.state in (RUNNING, RETRYING):
+                view.state = STOPPING
+
     def stage_started(self, event: StageStarted) -> None:
         """Mark the stage running, with its attempt."""
         view = self.views[event.stage_id]
-        view.state = RUNNING
+        if view.state not in (STOPPING, UNRESPONSIVE):
+            view.state = STOPPING if self.stop_requested else RUNNING
         view.attempt = max(view.attempt, event.attempt)
         if event.items is not None:
             view.items_total = event.items
@@ -138,7 +157,7 @@ class ProgressTracker(Observer):
         view = self.views[event.stage_id]
         view.retries += 1
         view.note = event.error
-        if event.item_index is None:
+        if event.item_index is None and view.state not in (STOPPING, UNRESPONSIVE):
             view.state = RETRYING
 
     def item_finished(self, event: ItemFinished) -> None:
@@ -158,6 +177,13 @@ class ProgressTracker(Observer):
                 view.started_at_ms = result.profile.started_at_ms
             if result.profile.items is not None:
                 view.items_total = result.profile.items
+
+    def stage_unresponsive(self, event: StageUnresponsive) -> None:
+        """Show a stage still running after the grace period as unresponsive."""
+        view = self.views[event.stage_id]
+        if view.finished_at_ms is None:
+            view.state = UNRESPONSIVE
+            view.note = "did not stop within the grace period after cancellation"
 
     def pipeline_finished(self, event: PipelineFinished) -> None:
         """Keep the result."""
@@ -183,7 +209,7 @@ class PlainProgress(ProgressTracker):
             return
         try:
             print(
-                f"{at_ms / 1000:8.3f}s  {stage_id:<{self._width}}  {text}",
+                printable(f"{at_ms / 1000:8.3f}s  {stage_id:<{self._width}}  {text}"),
                 file=self._stream,
                 flush=True,
             )
@@ -212,6 +238,15 @@ class PlainProgress(ProgressTracker):
             event.stage_id,
             f"{item}attempt {event.attempt} failed ({event.error}); "
             f"retrying in {format_ms(event.delay_ms)}",
+        )
+
+    def stage_unresponsive(self, event: StageUnresponsive) -> None:
+        """Print that the stage did not stop within the grace period."""
+        super().stage_unresponsive(event)
+        self._line(
+            event.at_ms,
+            event.stage_id,
+            f"unresponsive - {self.views[event.stage_id].note}",
         )
 
     def stage_finished(self, event: StageFinished) -> None:
@@ -251,11 +286,11 @@ def summary_rows(result: PipelineResult) -> list[tuple[str, str, str, str, str]]
         duration = format_ms(stage.duration_ms) if stage.attempts else "-"
         rows.append(
             (
-                stage_id,
+                printable(stage_id),
                 stage.status.value,
                 str(stage.attempts),
                 duration,
-                note_of(stage),
+                printable(note_of(stage)),
             )
         )
     return rows
@@ -263,11 +298,11 @@ def summary_rows(result: PipelineResult) -> list[tuple[str, str, str, str, str]]
 
 def summary_footer(result: PipelineResult) -> str:
     """Return the line under the summary: how the run ended, and how long it took."""
-    text = f"pipeline {result.pipeline!r} {result.status.value} in "
+    text = f"pipeline {printable(repr(result.pipeline))} {result.status.value} in "
     text += format_ms(result.total_duration_ms)
     path = result.critical_path()
     if len(path) > 1:
-        text += f"; critical path: {' -> '.join(path)}"
+        text += f"; critical path: {printable(' -> '.join(path))}"
     return text
 
 
@@ -281,8 +316,13 @@ def rich_summary(result: PipelineResult) -> Table:
     """Return the summary as a rich table, coloured by status."""
     from rich.markup import escape  # noqa: PLC0415  # rich stays out of the core path
     from rich.table import Table  # noqa: PLC0415
+    from rich.text import Text  # noqa: PLC0415
 
-    table = Table(title=f"pipeline {result.pipeline}", caption=summary_footer(result))
+    # Text, not markup: a pipeline named "etl [prod]" keeps its brackets.
+    table = Table(
+        title=Text(f"pipeline {printable(result.pipeline)}"),
+        caption=Text(summary_footer(result)),
+    )
     for name in SUMMARY_HEADER:
         numeric = name in ("attempts", "duration")
         table.add_column(name, justify="right" if numeric else "left")
@@ -305,7 +345,7 @@ def live_table(tracker: ProgressTracker, width: int | None = None) -> Table:
         elapsed = tracker.elapsed_ms(view)
         rows.append(
             (
-                view.id,
+                printable(view.id),
                 view.pattern.value + ("" if view.critical else ", non-critical"),
                 view.state_text(),
                 view.items_text(),
@@ -322,7 +362,7 @@ def live_table(tracker: ProgressTracker, width: int | None = None) -> Table:
     room = None if width is None else max(width - used - 1, 8)
     table.add_column("note", no_wrap=True)
     for view, row in zip(tracker.views.values(), rows, strict=True):
-        note = view.note
+        note = printable(view.note)
         if room is not None and len(note) > room:
             note = note[: room - 1] + "…"
         table.add_row(
