@@ -13,6 +13,7 @@ version control and compared in tests.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from ._definition import ExecutionPattern, PipelineDefinition, StageDefinition
@@ -103,7 +104,15 @@ def _mermaid_text(text: str) -> str:
     # Inside a quoted label Mermaid reads entity codes; '#' first, as it starts them.
     for raw, code in (("#", "#35;"), ('"', "#quot;"), ("<", "#lt;"), (">", "#gt;")):
         text = text.replace(raw, code)
-    return text
+    return _one_line(text)
+
+
+def _one_line(text: str) -> str:
+    # A line break ends a Mermaid statement wherever it appears.
+    return _LINE_BREAKS.sub(" ", text)
+
+
+_LINE_BREAKS = re.compile("[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]")
 
 
 def to_mermaid(
@@ -115,7 +124,7 @@ def to_mermaid(
     # including Mermaid keywords such as "end".
     names = {stage.id: f"s{n}" for n, stage in enumerate(pipeline.stages)}
     critical = {stage.id: stage.critical for stage in pipeline.stages}
-    lines = [f"%% pipeline: {pipeline.name}", "flowchart LR"]
+    lines = [f"%% pipeline: {_one_line(pipeline.name)}", "flowchart LR"]
     for stage in pipeline.stages:
         label = f"<b>{_mermaid_text(stage.id)}</b>"
         for line in (*stage_notes(stage), stage.description):

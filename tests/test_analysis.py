@@ -504,32 +504,48 @@ def etl_report(restore_structlog: None) -> LogReport:
     return parse_log(text.splitlines())
 
 
+# Where failing() raises: the traceback shows the stage's own frame only.
+_SOURCE, _START = inspect.getsourcelines(failing(0, "").__code__)
+RAISES = (
+    inspect.getsourcefile(failing),
+    _START + next(n for n, text in enumerate(_SOURCE) if "raise" in text),
+)
+
+
 def test_summary_renders_a_table_per_run(etl_report: LogReport) -> None:
-    """The summary shows counts, a stage table, slowest stages, retries, errors, path."""
+    """The summary shows counts, a stage table, a fan-out's items, retries per stage,
+    errors with their traceback, and the path.
+
+    ``each`` ran 4 items two at a time: its queue, run and backoff are sums
+    over items, so the table shows none and the items line tells the story.
+    """
     assert render_summary(etl_report) == (
         "log: 2 runs; 30 lines: 30 run events, 0 other, 0 malformed\n"
         "\n"
         "run run-etl  pipeline 'etl'  succeeded in 3.8 s  T\n"
         "  5 stages: 4 succeeded, 1 skipped\n"
-        "  stage  status     attempts    wait  queue     run  backoff  duration  items (p50/p95/max)\n"
+        "  stage  status     attempts    wait  queue     run  backoff  duration\n"
         "  fetch  succeeded         3    0 ms   0 ms   1.5 s   300 ms     1.8 s\n"
-        "  each   succeeded         4   1.8 s    2 s  3.25 s     0 ms    1.75 s  4 (500 ms/1.5 s/1.5 s)\n"
+        "  each   succeeded         4   1.8 s      -       -        -    1.75 s\n"
         "  side   succeeded         1    0 ms   0 ms  500 ms     0 ms    500 ms\n"
         "  maybe  skipped           0  500 ms   0 ms    0 ms     0 ms      0 ms\n"
         "  store  succeeded         1  3.55 s   0 ms  250 ms     0 ms    250 ms\n"
+        "  items: each: 4 items, median 500 ms, p95 1.5 s, max 1.5 s, 1.86 at a time on average, 2 at most\n"
         "  slowest: fetch 1.8 s, each 1.75 s, side 500 ms\n"
-        "  retry: fetch attempt 1 at 500 ms, next after 100 ms: ConnectionError: try 1\n"
-        "  retry: fetch attempt 2 at 1.1 s, next after 200 ms: ConnectionError: try 2\n"
+        "  retries: fetch: 2 retries; top errors: ConnectionError x 2\n"
         "  critical path: fetch -> each -> store\n"
         "\n"
         "run run-ff  pipeline 'ff'  failed in 300 ms  T\n"
         "  3 stages: 1 failed, 2 cancelled\n"
-        "  stage  status     attempts  wait  queue     run  backoff  duration  items (p50/p95/max)\n"
+        "  stage  status     attempts  wait  queue     run  backoff  duration\n"
         "  a      failed            1  0 ms   0 ms  300 ms     0 ms    300 ms\n"
         "  b      cancelled         1  0 ms   0 ms  300 ms     0 ms    300 ms\n"
         "  c      cancelled         0     -   0 ms    0 ms     0 ms      0 ms\n"
         "  slowest: a 300 ms, b 300 ms\n"
         "  error: a: ValueError: bad row\n"
+        "    Traceback (most recent call last):\n"
+        f'      File "{RAISES[0]}", line {RAISES[1]}, in stage\n'
+        "    ValueError: bad row\n"
         "  cancelled: b, c (cancelled: stage 'a' failed)\n"
         "  critical path: a\n"
     )
@@ -562,9 +578,9 @@ def test_timeline_mermaid_is_a_gantt_chart(etl_report: LogReport) -> None:
         "    dateFormat x\n"
         "    axisFormat %M:%S.%L\n"
         "    section ff\n"
-        "    a (failed) :crit, s0, 0, 300\n"
-        "    b (cancelled) :s1, 0, 300\n"
-        "    c (cancelled) :milestone, s2, 300, 300\n"
+        "    1. a (failed) :crit, s0, 0, 300\n"
+        "    2. b (cancelled) :s1, 0, 300\n"
+        "    3. c (cancelled) :milestone, s2, 300, 300\n"
     )
 
 
@@ -578,7 +594,7 @@ def test_timeline_mermaid_escapes_names() -> None:
     )
     chart = render_timeline(report.runs[0], "mermaid")
     # Nothing has a time beyond 0 yet: the chart spans 1 ms.
-    assert chart.splitlines()[-1] == "    a b  c (running) :active, s0, 0, 1"
+    assert chart.splitlines()[-1] == "    1. a b c (running) :active, s0, 0, 1"
 
 
 def test_timeline_html_is_a_self_contained_page(etl_report: LogReport) -> None:

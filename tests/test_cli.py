@@ -237,7 +237,7 @@ def test_bad_context_exits_2(
         ),
         (
             f"{TARGETS}:missing",
-            r"^error: tests/cli_targets.py:missing: no attribute 'missing'; pipelines defined there: exits, failing, fans, interrupted, invalid, noisy, ok, slow, stubborn$",
+            r"^error: tests/cli_targets.py:missing: no attribute 'missing'; pipelines defined there: exits, failing, fans, interrupted, invalid, noisy, ok, slow, slow_to_stop, stubborn, terminated, terminated_twice$",
         ),
         (
             f"{TARGETS}:not_a_pipeline",

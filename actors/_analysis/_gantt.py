@@ -8,12 +8,14 @@ from .._results import StageStatus
 from ._records import RunRecord
 from ._text import run_extent, run_title
 
-_MERMAID_UNSAFE = re.compile(r"[:;#\n\r]")
+# Only characters with no meaning to Mermaid's gantt grammar are kept: ':'
+# ends a task name, ';' and newlines end a statement, '#' starts an entity,
+# '%' a comment, '<' '&' markup; anything else outside this set becomes a space.
+_MERMAID_UNSAFE = re.compile(r"[^\w .,()\[\]{}+\-/=@!?'*|~^$]")
 
 
 def _mermaid_text(text: str) -> str:
-    # ':' ends a task name and ';' / '#' start syntax; newlines end lines.
-    return _MERMAID_UNSAFE.sub(" ", text).strip() or "_"
+    return " ".join(_MERMAID_UNSAFE.sub(" ", text).split()) or "_"
 
 
 def timeline_mermaid(run: RunRecord) -> str:
@@ -40,7 +42,10 @@ def timeline_mermaid(run: RunRecord) -> str:
             end = extent
         elif stage.status in (StageStatus.SUCCEEDED, StageStatus.SKIPPED):
             tags.append("done")
-        name = f"{stage.stage_id} ({stage.state})"
+        # The task starts with its number, so no stage id can begin a
+        # statement (title, section, click, excludes, ...); the task id is
+        # generated, never taken from the log.
+        name = f"{index + 1}. {stage.stage_id} ({stage.state})"
         assert start is not None  # for mypy: set above
         fields = [*tags, f"s{index}", str(round(start)), str(round(end))]
         lines.append(f"    {_mermaid_text(name)} :{', '.join(fields)}")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable
 
 from .._results import StageStatus
-from .._util import format_ms, plain_table
-from ._records import LogReport, RunRecord, StageRecord
+from .._util import format_ms, plain_table, printable
+from ._records import MAX_LINE_CHARS, LogReport, RunRecord, StageRecord
 
 _LEGEND = (
     "legend: # running  ~ backoff  . queued  o skipped  x never ran  "
@@ -15,30 +16,40 @@ _LEGEND = (
 )
 
 
-def render_summary(report: LogReport) -> str:
+MAX_WIDTH = 1000
+"""The widest text timeline drawn; a wider one is drawn this wide."""
+
+
+def render_summary(report: LogReport, *, verbose: bool = False) -> str:
     """Return a plain-text summary of every run in *report*.
 
     One block per run: its status and makespan, a table of stages (status,
-    attempts, and wait / queue / run / backoff / duration), the slowest
-    stages, every retry and error, and the critical path.
+    attempts, wait / queue / run / backoff / duration), each fan-out's items
+    (count, median and p95 time, how many ran at a time), the slowest
+    stages, retries (aggregated per stage: how many, on how many items, the
+    commonest errors; every one with *verbose*), each failure with its
+    traceback when the log carries one, and the critical path. Control
+    characters from the log are shown escaped, never sent to a terminal.
     """
     lines = [_overview(report)]
     for run in report.runs:
-        lines += ["", *_run_summary(run)]
-    return "\n".join(lines) + "\n"
+        lines += ["", *_run_summary(run, verbose=verbose)]
+    return _visible(lines)
 
 
 def render_critical_path(runs: LogReport | Iterable[RunRecord]) -> str:
     """Return the critical path of each run: its stages, their times, the total."""
     if isinstance(runs, LogReport):
         runs = runs.runs
-    blocks: list[str] = []
+    lines: list[str] = []
     for run in runs:
-        block = [_heading(run)]
+        if lines:
+            lines.append("")
+        lines.append(_heading(run))
         stages = [run.stages[s] for s in run.critical_path]
         rows = [
             [
-                stage.stage_id,
+                printable(stage.stage_id),
                 stage.state,
                 format_ms(stage.started_at_ms),
                 format_ms(stage.finished_at_ms),
@@ -47,13 +58,18 @@ def render_critical_path(runs: LogReport | Iterable[RunRecord]) -> str:
             for stage in stages
         ]
         headers = ["stage", "status", "start", "end", "duration"]
-        block += plain_table(headers, rows, right=range(2, 5), indent="  ")
+        lines += plain_table(headers, rows, right=range(2, 5), indent="  ")
         path = " -> ".join(run.critical_path) or "(no stage finished)"
         extent = run.duration_ms if run.complete else run.last_event_ms
         note = "" if run.complete else " (incomplete: what finished so far)"
-        block.append(f"  path: {path}; makespan {format_ms(extent)}{note}")
-        blocks.append("\n".join(block))
-    return "\n\n".join(blocks) + "\n" if blocks else "no pipeline runs in the log\n"
+        lines.append(f"  path: {path}; makespan {format_ms(extent)}{note}")
+    return _visible(lines) if lines else "no pipeline runs in the log\n"
+
+
+def _visible(lines: list[str]) -> str:
+    # Each line on its own: a newline inside a field is shown as \n, and
+    # escapes never reach the terminal.
+    return "\n".join(printable(line) for line in lines) + "\n"
 
 
 # --- summary -------------------------------------------------------------------
@@ -73,6 +89,11 @@ def _overview(report: LogReport) -> str:
         more = ", ..." if report.malformed > 10 else ""
         noun = "line" if report.malformed == 1 else "lines"
         text += f" (skipped: {noun} {shown}{more})"
+    if report.long_lines:
+        text += (
+            f"; {_plural(report.long_lines, 'line')} over "
+            f"{MAX_LINE_CHARS:,} characters skipped unread"
+        )
     return text
 
 
@@ -88,42 +109,45 @@ def _heading(run: RunRecord) -> str:
     return f"run {run.run_id}  pipeline {run.pipeline!r}  {how}{when}"
 
 
-def _run_summary(run: RunRecord) -> list[str]:
+def _run_summary(run: RunRecord, *, verbose: bool) -> list[str]:
     lines = [_heading(run)]
+    lines += (f"  problem: {problem}" for problem in run.problems)
     counts = ", ".join(f"{n} {state}" for state, n in run.counts.items() if n)
     lines.append(f"  {_plural(len(run.stages), 'stage')}: {counts or 'none'}")
-    rows = [
-        [
-            s.stage_id,
-            s.state,
-            str(s.attempts),
-            format_ms(s.wait_ms),
-            format_ms(s.queued_ms if s.status else None),
-            format_ms(s.running_ms if s.status else None),
-            format_ms(s.backoff_ms if s.status else None),
-            format_ms(s.duration_ms if s.status else None),
-            "" if s.items is None else _items(s),
-        ]
-        for s in run.stages.values()
-    ]
+    rows = []
+    for s in run.stages.values():
+        # A fan-out's queue, run and backoff are sums over items, which can
+        # exceed the run; its items line tells the story instead.
+        per_stage = s.status is not None and s.items is None
+        rows.append(
+            [
+                printable(s.stage_id),
+                s.state,
+                str(s.attempts),
+                format_ms(s.wait_ms),
+                format_ms(s.queued_ms if per_stage else None),
+                format_ms(s.running_ms if per_stage else None),
+                format_ms(s.backoff_ms if per_stage else None),
+                format_ms(s.duration_ms if s.status else None),
+            ]
+        )
     headers = ["stage", "status", "attempts", "wait", "queue", "run", "backoff"]
-    headers += ["duration", "items (p50/p95/max)"]
-    lines += plain_table(headers, rows, right=range(2, 8), indent="  ")
+    lines += plain_table([*headers, "duration"], rows, right=range(2, 8), indent="  ")
+    for stage in run.stages.values():
+        if stage.items is not None:
+            lines.append(f"  items: {stage.stage_id}: {items_text(stage)}")
     slowest = run.slowest()
     if slowest:
         text = ", ".join(f"{s.stage_id} {format_ms(s.duration_ms)}" for s in slowest)
         lines.append(f"  slowest: {text}")
     for stage in run.stages.values():
-        for retry in stage.retries:
-            item = "" if retry.item_index is None else f" item {retry.item_index}"
-            lines.append(
-                f"  retry: {stage.stage_id}{item} attempt {retry.attempt} at "
-                f"{format_ms(retry.at_ms)}, next after {format_ms(retry.delay_ms)}: "
-                f"{retry.error}"
-            )
+        if stage.retries:
+            lines += _retries(stage, verbose=verbose)
     for stage in run.stages.values():
         if stage.error is not None and stage.status is StageStatus.FAILED:
             lines.append(f"  error: {stage.stage_id}: {stage.error}")
+            if stage.traceback:
+                lines += (f"    {line}" for line in stage.traceback.splitlines())
     cancelled = [
         s.stage_id for s in run.stages.values() if s.status is StageStatus.CANCELLED
     ]
@@ -139,11 +163,46 @@ def _run_summary(run: RunRecord) -> list[str]:
     return lines
 
 
-def _items(stage: StageRecord) -> str:
-    figures = (stage.item_p50_ms, stage.item_p95_ms, stage.item_max_ms)
-    if figures[0] is None:
-        return str(stage.items)
-    return f"{stage.items} ({'/'.join(format_ms(f) for f in figures)})"
+def items_text(stage: StageRecord) -> str:
+    """Return a fan-out's items for people: count, median, p95, concurrency."""
+    parts = [_plural(stage.items or 0, "item")]
+    if stage.item_p50_ms is not None:
+        parts.append(f"median {format_ms(stage.item_p50_ms)}")
+    if stage.item_p95_ms is not None:
+        parts.append(f"p95 {format_ms(stage.item_p95_ms)}")
+    if stage.item_max_ms is not None:
+        parts.append(f"max {format_ms(stage.item_max_ms)}")
+    concurrency = stage.concurrency
+    if concurrency is not None:
+        peak = stage.peak_concurrency
+        at_once = f"{concurrency:.3g} at a time on average"
+        parts.append(at_once if peak is None else f"{at_once}, {peak} at most")
+    return ", ".join(parts)
+
+
+_TOP_ERRORS = 3
+
+
+def _retries(stage: StageRecord, *, verbose: bool) -> list[str]:
+    """One line per stage (how many, on how many items, the commonest errors)."""
+    retries = stage.retries
+    text = f"  retries: {stage.stage_id}: {_plural(len(retries), 'retry', 'retries')}"
+    items = {r.item_index for r in retries if r.item_index is not None}
+    if items:
+        text += f" on {_plural(len(items), 'item')}"
+    kinds = Counter(r.error_type or r.error.split(":")[0] for r in retries)
+    top = ", ".join(f"{kind} x {n}" for kind, n in kinds.most_common(_TOP_ERRORS))
+    more = len(kinds) - _TOP_ERRORS
+    text += f"; top errors: {top}" + (f" (+{more} more kinds)" if more > 0 else "")
+    lines = [text]
+    if verbose:
+        for retry in retries:
+            item = "" if retry.item_index is None else f"item {retry.item_index} "
+            lines.append(
+                f"    {item}attempt {retry.attempt} at {format_ms(retry.at_ms)}, "
+                f"next after {format_ms(retry.delay_ms)}: {retry.error}"
+            )
+    return lines
 
 
 # --- timeline: text ------------------------------------------------------------
@@ -156,6 +215,8 @@ def run_extent(run: RunRecord) -> float:
 
 
 def timeline_text(run: RunRecord, width: int) -> str:
+    """Return *run* as a fixed-width chart, *width* (at most MAX_WIDTH) columns."""
+    width = max(10, min(width, MAX_WIDTH))
     extent = run_extent(run)
 
     def col(ms: float) -> int:
@@ -168,7 +229,7 @@ def timeline_text(run: RunRecord, width: int) -> str:
         last = math.ceil(round(stop / extent * width, 9))
         return range(first, min(width, max(first + 1, last)))
 
-    label = max([5, *(len(s) for s in run.stages)])
+    label = max([5, *(len(printable(s)) for s in run.stages)])
     end_label = f"{format_ms(extent)}"
     lines = [
         _heading(run),
@@ -209,9 +270,10 @@ def timeline_text(run: RunRecord, width: int) -> str:
             )
             if part
         )
-        lines.append(f"{stage.stage_id:{label}}  |{''.join(bar)}| {detail}")
+        name = printable(stage.stage_id)
+        lines.append(f"{name:{label}}  |{''.join(bar)}| {detail}")
     lines.append(f"{_LEGEND}  * critical path")
-    return "\n".join(lines) + "\n"
+    return _visible(lines)
 
 
 def run_title(run: RunRecord) -> str:
@@ -226,5 +288,5 @@ def run_title(run: RunRecord) -> str:
 # --- helpers -------------------------------------------------------------------
 
 
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+def _plural(count: int, noun: str, nouns: str | None = None) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {nouns or noun + 's'}"

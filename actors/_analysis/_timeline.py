@@ -22,7 +22,8 @@ def render_timeline(
         run: The run to draw.
         format: ``"text"`` (fixed-width characters), ``"mermaid"`` (a Mermaid
             ``gantt`` diagram) or ``"html"`` (a self-contained page).
-        width: Columns of the chart, for the text format.
+        width: Columns of the chart, for the text format (clamped to 10 to
+            1,000: a wider chart would only cost memory).
 
     Raises:
         ValueError: Unknown *format*.
