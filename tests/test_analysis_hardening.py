@@ -92,7 +92,7 @@ def test_crafted_lines_are_counted_as_malformed(bad: str) -> None:
     assert (report.events, report.malformed, report.malformed_lines) == (1, 1, (2,))
     run = report.runs[0]
     for fmt in ("text", "mermaid", "html"):
-        render_timeline(run, fmt)  # type: ignore[arg-type]  # each known format
+        render_timeline(run, fmt)
     render_summary(report)
 
 
