@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import re
@@ -9,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
@@ -79,15 +81,33 @@ def test_fan_out_progress_shows_items_done_out_of_total(
 def test_failed_run_exits_1_and_names_the_error(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """A failed pipeline exits with 1; the summary shows each stage's status."""
+    """A failed pipeline exits with 1; the summary shows each stage's status,
+    then the failed stage's traceback: its own frames, none of the library's."""
     assert cli("run", f"{TARGETS}:failing", "--input", "1", "--no-progress") == 1
+    source, start = inspect.getsourcelines(cli_targets_module().boom)
+    raises = start + next(n for n, text in enumerate(source) if "raise" in text)
     assert capsys.readouterr().out.splitlines() == [
         "stage   status     attempts  duration  note",
         "first   succeeded  1         1 s",
         "broken  failed     1         250 ms    RuntimeError: boom",
         "after   cancelled  0         -         cancelled: stage 'broken' failed",
         "pipeline 'failing' failed in 1.25 s; critical path: first -> broken",
+        "",
+        "traceback of stage 'broken':",
+        "  Traceback (most recent call last):",
+        f'    File "{ROOT / TARGETS}", line {raises}, in boom',
+        '      raise RuntimeError("boom")',
+        "  RuntimeError: boom",
     ]
+
+
+def cli_targets_module() -> Any:
+    """The targets module as the command line loaded it (by its path)."""
+    return next(
+        module
+        for module in sys.modules.values()
+        if getattr(module, "__file__", None) == str(ROOT / TARGETS)
+    )
 
 
 def test_timeout_bounds_the_run_and_exits_1(
@@ -211,7 +231,7 @@ def test_context_instance_is_accepted(capsys: pytest.CaptureFixture[str]) -> Non
         ),
         (
             ":nothing",
-            r"^error: :nothing: no attribute 'nothing'; pipelines defined there: ",
+            r"^error: :nothing: no attribute 'nothing'; context factories defined there: ",
         ),
         (
             ":ok",

@@ -47,9 +47,9 @@ def _env() -> dict[str, str]:
 
 
 def _wait_for(path: Path, process: subprocess.Popen[str]) -> None:
-    """Wait (real time, a subprocess is involved) until *path* exists."""
+    """Wait (real time, a subprocess is involved) until *path* has content."""
     deadline = time.monotonic() + 20
-    while not path.exists():
+    while not (path.exists() and path.read_text()):
         if process.poll() is not None or time.monotonic() > deadline:
             _, err = process.communicate()
             pytest.fail(f"never got to {path.name}: rc={process.returncode} {err}")
@@ -153,7 +153,8 @@ def test_a_signal_while_loading_the_target_is_one_line(
     marker = tmp_path / "importing"
     target = tmp_path / "slow_import.py"
     target.write_text(
-        f"import pathlib, time\npathlib.Path({str(marker)!r}).touch()\ntime.sleep(30)\n"
+        f"import pathlib, time\npathlib.Path({str(marker)!r}).write_text('x')\n"
+        "time.sleep(30)\n"
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "actors", "run", str(target)],
@@ -316,7 +317,7 @@ def test_a_full_disk_under_the_log_keeps_the_summary_and_the_exit_code(
         == 1
     )
     out, err = capsys.readouterr()
-    assert out.splitlines()[-1] == (
+    assert out.splitlines()[4] == (
         "pipeline 'failing' failed in 1.25 s; critical path: first -> broken"
     )
     assert err == (
@@ -361,3 +362,14 @@ async def test_terminal_escapes_in_ids_and_errors_are_shown_not_sent() -> None:
         assert "\x07" not in text
         assert shown in text
     assert f"RuntimeError: {shown}" in plain_summary(result)
+
+
+def test_a_context_typo_lists_the_context_factories(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``--context`` with a typo lists contexts and factories, not pipelines."""
+    assert cli("run", f"{TARGETS}:ok", "--context", ":make_contxt") == 2
+    assert capsys.readouterr().err == (
+        "error: :make_contxt: no attribute 'make_contxt'; context factories "
+        "defined there: make_context, shared_context\n"
+    )

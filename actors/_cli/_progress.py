@@ -11,7 +11,10 @@ output works without the ``cli`` extra.
 
 from __future__ import annotations
 
+import os
+import traceback
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 import trio
@@ -307,9 +310,44 @@ def summary_footer(result: PipelineResult) -> str:
 
 
 def plain_summary(result: PipelineResult) -> str:
-    """Return the summary as plain text: a table and a footer line."""
+    """Return the summary as plain text: a table, a footer line, tracebacks."""
     table = plain_table(SUMMARY_HEADER, summary_rows(result))
-    return "\n".join([*table, summary_footer(result)])
+    return "\n".join([*table, summary_footer(result), *failure_tracebacks(result)])
+
+
+_LIBRARY = str(Path(__file__).resolve().parent.parent) + os.sep
+
+
+def failure_tracebacks(result: PipelineResult) -> list[str]:
+    """Return each failed stage's traceback, a blank line before each.
+
+    The stage's own frames are kept; the library's (and trio's scheduling
+    under them) are trimmed, so the trace starts where the user's code does.
+    Control characters in messages are shown escaped.
+    """
+    lines: list[str] = []
+    for stage_id, stage in result.stage_results.items():
+        exc = stage.exception
+        if stage.status is not StageStatus.FAILED or exc is None:
+            continue
+        trace = traceback.TracebackException.from_exception(exc)
+        _trim(trace, set())
+        lines += ["", printable(f"traceback of stage {stage_id!r}:")]
+        for chunk in trace.format():
+            lines += (printable(f"  {text}") for text in chunk.rstrip("\n").split("\n"))
+    return lines
+
+
+def _trim(trace: traceback.TracebackException, seen: set[int]) -> None:
+    """Drop the library's frames from *trace* and the exceptions chained to it."""
+    if id(trace) in seen:
+        return
+    seen.add(id(trace))
+    own = [f for f in trace.stack if not (f.filename or "").startswith(_LIBRARY)]
+    trace.stack = traceback.StackSummary.from_list(own)
+    for other in (trace.__cause__, trace.__context__, *(trace.exceptions or ())):
+        if other is not None:
+            _trim(other, seen)
 
 
 def rich_summary(result: PipelineResult) -> Table:

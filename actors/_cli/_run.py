@@ -42,6 +42,7 @@ from ._common import (
 from ._progress import (
     PlainProgress,
     ProgressTracker,
+    failure_tracebacks,
     live_table,
     plain_summary,
     rich_summary,
@@ -428,7 +429,12 @@ def _redraw(live: Any, tracker: ProgressTracker) -> None:
 def _print_summary(result: PipelineResult, rich_output: bool) -> None:
     if rich_output:
         from rich.console import Console  # noqa: PLC0415  # optional dependency
+        from rich.text import Text  # noqa: PLC0415  # optional dependency
 
-        Console().print(rich_summary(result))
+        console = Console()
+        console.print(rich_summary(result))
+        traces = failure_tracebacks(result)
+        if traces:
+            console.print(Text("\n".join(traces[1:])))
     else:
         print(plain_summary(result), flush=True)
