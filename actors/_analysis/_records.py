@@ -129,6 +129,7 @@ class StageRecord(BaseModel):
         """Fan-out only: the most items running at once (needs item events)."""
         if not self.item_spans:
             return None
+        # Ends sort before starts at one instant: a slot handed on is not two.
         edges = sorted(
             [(start, 1) for start, _ in self.item_spans]
             + [(end, -1) for _, end in self.item_spans]
