@@ -373,3 +373,23 @@ def test_a_context_typo_lists_the_context_factories(
         "error: :make_contxt: no attribute 'make_contxt'; context factories "
         "defined there: make_context, shared_context\n"
     )
+
+
+def test_validate_and_graph_show_control_characters_escaped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A stage id with ESC sequences is printed escaped by validate and graph."""
+    target = tmp_path / "evil.py"
+    target.write_text(
+        "from actors import PipelineDefinition, StageDefinition\n"
+        "async def noop(value, context):\n    return None\n"
+        "pipeline = PipelineDefinition(name='p\\x1b[2J', stages=[\n"
+        "    StageDefinition('a\\x1b]52;c;eA==\\x07', noop)])\n"
+    )
+    assert cli("validate", str(target)) == 0
+    assert cli("graph", str(target)) == 0
+    assert cli("graph", str(target), "--format", "dot") == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out
+    assert "\x07" not in out
+    assert out.count("a\\x1b]52;c;eA==\\x07") == 3  # the mermaid label, DOT twice

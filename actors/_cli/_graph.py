@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from .._diagram import format_for_path, render_diagram
+from .._util import printable
 from ._common import EXIT_OK, EXIT_USAGE, err, print_problems
 from ._target import TargetError, load_pipeline
 
@@ -27,7 +28,8 @@ def cmd_graph(args: argparse.Namespace) -> int:
         fmt = "mermaid" if args.output is None else format_for_path(args.output)
     text = render_diagram(pipeline, fmt)
     if args.output is None:
-        sys.stdout.write(text)
+        # Printed, the text may reach a terminal: no raw control characters.
+        sys.stdout.write(printable(text, newlines=True))
         return EXIT_OK
     try:
         Path(args.output).write_text(text, encoding="utf-8")
