@@ -82,22 +82,22 @@ def test_failed_run_exits_1_and_names_the_error(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A failed pipeline exits with 1; the summary shows each stage's status,
-    then the failed stage's traceback: its own frames, none of the library's."""
+    after the failed stage's traceback: its own frames, none of the library's."""
     assert cli("run", f"{TARGETS}:failing", "--input", "1", "--no-progress") == 1
     source, start = inspect.getsourcelines(cli_targets_module().boom)
     raises = start + next(n for n, text in enumerate(source) if "raise" in text)
     assert capsys.readouterr().out.splitlines() == [
-        "stage   status     attempts  duration  note",
-        "first   succeeded  1         1 s",
-        "broken  failed     1         250 ms    RuntimeError: boom",
-        "after   cancelled  0         -         cancelled: stage 'broken' failed",
-        "pipeline 'failing' failed in 1.25 s; critical path: first -> broken",
-        "",
         "traceback of stage 'broken':",
         "  Traceback (most recent call last):",
         f'    File "{ROOT / TARGETS}", line {raises}, in boom',
         '      raise RuntimeError("boom")',
         "  RuntimeError: boom",
+        "",
+        "stage   status     attempts  duration  note",
+        "first   succeeded  1         1 s",
+        "broken  failed     1         250 ms    RuntimeError: boom",
+        "after   cancelled  0         -         cancelled: stage 'broken' failed",
+        "pipeline 'failing' failed in 1.25 s; critical path: first -> broken",
     ]
 
 

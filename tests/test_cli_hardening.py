@@ -317,7 +317,7 @@ def test_a_full_disk_under_the_log_keeps_the_summary_and_the_exit_code(
         == 1
     )
     out, err = capsys.readouterr()
-    assert out.splitlines()[4] == (
+    assert out.splitlines()[-1] == (
         "pipeline 'failing' failed in 1.25 s; critical path: first -> broken"
     )
     assert err == (

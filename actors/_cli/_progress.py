@@ -310,16 +310,19 @@ def summary_footer(result: PipelineResult) -> str:
 
 
 def plain_summary(result: PipelineResult) -> str:
-    """Return the summary as plain text: a table, a footer line, tracebacks."""
+    """Return the summary as plain text: tracebacks, a table, a footer line.
+
+    The tracebacks come first, so the last line always says how the run ended.
+    """
     table = plain_table(SUMMARY_HEADER, summary_rows(result))
-    return "\n".join([*table, summary_footer(result), *failure_tracebacks(result)])
+    return "\n".join([*failure_tracebacks(result), *table, summary_footer(result)])
 
 
 _LIBRARY = str(Path(__file__).resolve().parent.parent) + os.sep
 
 
 def failure_tracebacks(result: PipelineResult) -> list[str]:
-    """Return each failed stage's traceback, a blank line before each.
+    """Return each failed stage's traceback, a blank line after each.
 
     The stage's own frames are kept; the library's (and trio's scheduling
     under them) are trimmed, so the trace starts where the user's code does.
@@ -332,9 +335,10 @@ def failure_tracebacks(result: PipelineResult) -> list[str]:
             continue
         trace = traceback.TracebackException.from_exception(exc)
         _trim(trace, set())
-        lines += ["", printable(f"traceback of stage {stage_id!r}:")]
+        lines.append(printable(f"traceback of stage {stage_id!r}:"))
         for chunk in trace.format():
             lines += (printable(f"  {text}") for text in chunk.rstrip("\n").split("\n"))
+        lines.append("")
     return lines
 
 

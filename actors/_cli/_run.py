@@ -432,9 +432,9 @@ def _print_summary(result: PipelineResult, rich_output: bool) -> None:
         from rich.text import Text  # noqa: PLC0415  # optional dependency
 
         console = Console()
-        console.print(rich_summary(result))
         traces = failure_tracebacks(result)
-        if traces:
-            console.print(Text("\n".join(traces[1:])))
+        if traces:  # first, so the table and how the run ended come last
+            console.print(Text("\n".join(traces[:-1])))
+        console.print(rich_summary(result))
     else:
         print(plain_summary(result), flush=True)
