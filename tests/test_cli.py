@@ -623,3 +623,17 @@ def test_run_log_file_feeds_actors_logs(
     assert main(["logs", "critical-path", str(log)]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[-1] == "  path: first -> second; makespan 2.25 s"
+
+
+def test_summary_shows_a_fan_outs_items_not_sums(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Three 1 s items two at a time: 3 s of item time in 2 s, 1.5 at a time."""
+    assert cli("run", f"{TARGETS}:fans", "--no-progress") == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "stage  status     attempts  duration  note",
+        "split  succeeded  1         0 ms",
+        "each   succeeded  3         2 s       "
+        "3 items, median 1 s, p95 1 s, 1.5 at a time on average",
+        "pipeline 'fans' succeeded in 2 s; critical path: split -> each",
+    ]

@@ -279,6 +279,26 @@ def note_of(result: StageResult[Any]) -> str:
     return ""
 
 
+def items_note(result: StageResult[Any]) -> str:
+    """Return a fan-out's items for people: count, median, p95, concurrency.
+
+    Sums over items (queue, running time) would exceed the run; these do not.
+    Empty for a stage that is not a fan-out.
+    """
+    profile = result.profile
+    if profile is None or profile.items is None:
+        return ""
+    parts = [f"{profile.items} item{'s' * (profile.items != 1)}"]
+    if profile.item_p50_ms is not None:
+        parts.append(f"median {format_ms(profile.item_p50_ms)}")
+    if profile.item_p95_ms is not None:
+        parts.append(f"p95 {format_ms(profile.item_p95_ms)}")
+    if profile.item_running_ms is not None and result.duration_ms > 0:
+        at_once = profile.item_running_ms / result.duration_ms
+        parts.append(f"{at_once:.3g} at a time on average")
+    return ", ".join(parts)
+
+
 SUMMARY_HEADER = ("stage", "status", "attempts", "duration", "note")
 
 
@@ -293,7 +313,7 @@ def summary_rows(result: PipelineResult) -> list[tuple[str, str, str, str, str]]
                 stage.status.value,
                 str(stage.attempts),
                 duration,
-                printable(note_of(stage)),
+                printable(note_of(stage) or items_note(stage)),
             )
         )
     return rows
