@@ -214,6 +214,12 @@ def make_context() -> PipelineContext[int]:
 shared_context = PipelineContext(deps=7)
 
 
+def sigterm_while_starting() -> PipelineContext[int]:
+    """A context factory during which SIGTERM arrives (the run is starting)."""
+    os.kill(os.getpid(), signal.SIGTERM)
+    return PipelineContext(deps=1)
+
+
 def bad_context() -> str:
     """Not a valid context factory."""
     return "context"

@@ -84,6 +84,27 @@ def test_second_sigterm_aborts_with_143(capsys: pytest.CaptureFixture[str]) -> N
     ]
 
 
+def test_sigterm_while_the_run_starts_still_stops_it_cleanly(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """SIGTERM before trio listens for it is held, then stops the run cleanly."""
+    code = cli(
+        "run",
+        f"{TARGETS}:slow",
+        "--no-progress",
+        "--context",
+        ":sigterm_while_starting",
+    )
+    assert code == 143
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [
+        "stage  status     attempts  duration  note",
+        "wait   cancelled  0         -         cancelled: cancel token set before the run",
+        "pipeline 'slow' cancelled in 0 ms",
+    ]
+    assert err == "terminated: cancelling the run (send SIGTERM again to abort)\n"
+
+
 def test_sigterm_kills_a_stage_child_process_and_completes_the_log(
     tmp_path: Path,
 ) -> None:
@@ -371,7 +392,7 @@ def test_a_context_typo_lists_the_context_factories(
     assert cli("run", f"{TARGETS}:ok", "--context", ":make_contxt") == 2
     assert capsys.readouterr().err == (
         "error: :make_contxt: no attribute 'make_contxt'; context factories "
-        "defined there: make_context, shared_context\n"
+        "defined there: make_context, shared_context, sigterm_while_starting\n"
     )
 
 

@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO, cast
 
@@ -58,6 +59,22 @@ class Terminated(KeyboardInterrupt):
     """
 
 
+@dataclass(eq=False)
+class _Held:
+    """SIGTERMs that arrived while a run was starting or ending.
+
+    trio's signal receiver takes SIGTERM only once the run is under way;
+    just before and after, raising from the handler could land inside
+    trio's scheduler, so the signal is counted and handled by the run.
+    """
+
+    active: bool = False
+    count: int = 0
+
+
+_held = _Held()
+
+
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """Turn SIGTERM into :class:`Terminated` while the command runs.
@@ -71,6 +88,9 @@ def sigterm_as_interrupt() -> Iterator[None]:
         return
 
     def handler(signum: int, frame: object) -> None:
+        if _held.active:  # never raise inside trio's own machinery
+            _held.count += 1
+            return
         raise Terminated
 
     previous = signal.signal(signal.SIGTERM, handler)
@@ -260,18 +280,24 @@ async def _run_pipeline(
     token = context.cancel_token
     stopped_by: int | None = None
 
-    async def watch_signals(*, task_status: trio.TaskStatus[None]) -> None:
+    def stop(signum: int) -> None:
         nonlocal stopped_by
+        if stopped_by is not None:
+            raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+        stopped_by = signum
+        err(_STOP_MESSAGES[signal.Signals(signum)])
+        if tracker is not None:
+            tracker.stopping()
+        token.set()
+
+    async def watch_signals(*, task_status: trio.TaskStatus[None]) -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             task_status.started()
+            while _held.count:  # sent while the run was starting
+                _held.count -= 1
+                stop(signal.SIGTERM)
             async for signum in signals:
-                if stopped_by is not None:
-                    raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
-                stopped_by = signum
-                err(_STOP_MESSAGES[signal.Signals(signum)])
-                if tracker is not None:
-                    tracker.stopping()
-                token.set()
+                stop(signum)
 
     async def keep_drawing() -> None:
         assert redraw is not None
@@ -388,7 +414,14 @@ def _run_and_report(
                 tracker=tracker,
                 redraw=redraw,
             )
-            result, stopped_by = trio.run(run, clock=clock)
+            _held.active, _held.count = True, 0
+            try:
+                result, stopped_by = trio.run(run, clock=clock)
+            finally:
+                _held.active = False
+            if _held.count and stopped_by is None:  # sent as the run ended
+                err(_STOP_MESSAGES[signal.SIGTERM])
+                stopped_by = signal.SIGTERM
     except TargetError as exc:  # raised by the context factory, inside the run
         err(f"error: {exc}")
         return EXIT_USAGE
