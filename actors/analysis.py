@@ -21,11 +21,9 @@ from ._analysis import (
     RetryRecord,
     RunRecord,
     StageRecord,
+    TimelineFormat,
     parse_log,
     read_log,
-)
-from ._reports import (
-    TimelineFormat,
     render_critical_path,
     render_summary,
     render_timeline,

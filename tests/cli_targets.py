@@ -62,6 +62,32 @@ async def press_ctrl_c_twice(value: Any, context: PipelineContext) -> None:
         await trio.sleep(5)
 
 
+async def send_sigterm(value: Any, context: PipelineContext) -> None:
+    """Send SIGTERM to this process once, then wait to be cancelled."""
+    await trio.sleep(2)
+    os.kill(os.getpid(), signal.SIGTERM)
+    await trio.sleep_forever()
+
+
+async def send_sigterm_twice(value: Any, context: PipelineContext) -> None:
+    """Send SIGTERM, ignore the cancellation for a while, then send it again."""
+    await trio.sleep(2)
+    os.kill(os.getpid(), signal.SIGTERM)
+    with trio.CancelScope(shield=True):  # a stage slow to clean up
+        await trio.sleep(5)
+        os.kill(os.getpid(), signal.SIGTERM)
+        await trio.sleep(5)
+
+
+async def shielded_cleanup(value: Any, context: PipelineContext) -> None:
+    """Wait to be cancelled, then take 3 s (shielded) to clean up."""
+    try:
+        await trio.sleep_forever()
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.sleep(3)
+
+
 async def chatty(value: Any, context: PipelineContext) -> None:
     """Log one info and one warning event of its own."""
     log = structlog.get_logger("my_app")
@@ -129,6 +155,22 @@ stubborn = PipelineDefinition(
     name="stubborn", stages=[StageDefinition("press", press_ctrl_c_twice)]
 )
 
+terminated = PipelineDefinition(
+    name="terminated", stages=[StageDefinition("term", send_sigterm)]
+)
+
+terminated_twice = PipelineDefinition(
+    name="terminated_twice", stages=[StageDefinition("term", send_sigterm_twice)]
+)
+
+slow_to_stop = PipelineDefinition(
+    name="slow_to_stop",
+    stages=[
+        StageDefinition("press", press_ctrl_c),
+        StageDefinition("linger", shielded_cleanup),
+    ],
+)
+
 invalid = PipelineDefinition(
     name="invalid",
     stages=[
@@ -170,6 +212,12 @@ def make_context() -> PipelineContext[int]:
 
 
 shared_context = PipelineContext(deps=7)
+
+
+def sigterm_while_starting() -> PipelineContext[int]:
+    """A context factory during which SIGTERM arrives (the run is starting)."""
+    os.kill(os.getpid(), signal.SIGTERM)
+    return PipelineContext(deps=1)
 
 
 def bad_context() -> str:

@@ -504,37 +504,48 @@ def etl_report(restore_structlog: None) -> LogReport:
     return parse_log(text.splitlines())
 
 
+# Where failing() raises: the traceback shows the stage's own frame only.
+_SOURCE, _START = inspect.getsourcelines(failing(0, "").__code__)
+RAISES = (
+    inspect.getsourcefile(failing),
+    _START + next(n for n, text in enumerate(_SOURCE) if "raise" in text),
+)
+
+
 def test_summary_renders_a_table_per_run(etl_report: LogReport) -> None:
-    """The summary shows counts, a stage table, slowest stages, retries, errors, path."""
+    """The summary shows counts, a stage table, a fan-out's items, retries per stage,
+    errors with their traceback, and the path.
+
+    ``each`` ran 4 items two at a time: its queue, run and backoff are sums
+    over items, so the table shows none and the items line tells the story.
+    """
     assert render_summary(etl_report) == (
         "log: 2 runs; 30 lines: 30 run events, 0 other, 0 malformed\n"
         "\n"
-        "run run-etl  pipeline 'etl'  succeeded in 3800 ms  T\n"
+        "run run-etl  pipeline 'etl'  succeeded in 3.8 s  T\n"
         "  5 stages: 4 succeeded, 1 skipped\n"
-        "  stage  status     attempts  wait  queue   run  backoff  duration"
-        "  items (p50/p95/max)\n"
-        "  fetch  succeeded         3     0      0  1500      300      1800\n"
-        "  each   succeeded         4  1800   2000  3250        0      1750"
-        "  4 (500/1500/1500 ms)\n"
-        "  side   succeeded         1     0      0   500        0       500\n"
-        "  maybe  skipped           0   500      0     0        0         0\n"
-        "  store  succeeded         1  3550      0   250        0       250\n"
-        "  slowest: fetch 1800 ms, each 1750 ms, side 500 ms\n"
-        "  retry: fetch attempt 1 at 500 ms, next after 100 ms: "
-        "ConnectionError: try 1\n"
-        "  retry: fetch attempt 2 at 1100 ms, next after 200 ms: "
-        "ConnectionError: try 2\n"
+        "  stage  status     attempts    wait  queue     run  backoff  duration\n"
+        "  fetch  succeeded         3    0 ms   0 ms   1.5 s   300 ms     1.8 s\n"
+        "  each   succeeded         4   1.8 s      -       -        -    1.75 s\n"
+        "  side   succeeded         1    0 ms   0 ms  500 ms     0 ms    500 ms\n"
+        "  maybe  skipped           0  500 ms   0 ms    0 ms     0 ms      0 ms\n"
+        "  store  succeeded         1  3.55 s   0 ms  250 ms     0 ms    250 ms\n"
+        "  items: each: 4 items, median 500 ms, p95 1.5 s, max 1.5 s, 1.86 at a time on average, 2 at most\n"
+        "  slowest: fetch 1.8 s, each 1.75 s, side 500 ms\n"
+        "  retries: fetch: 2 retries; top errors: ConnectionError x 2\n"
         "  critical path: fetch -> each -> store\n"
         "\n"
         "run run-ff  pipeline 'ff'  failed in 300 ms  T\n"
         "  3 stages: 1 failed, 2 cancelled\n"
-        "  stage  status     attempts  wait  queue  run  backoff  duration"
-        "  items (p50/p95/max)\n"
-        "  a      failed            1     0      0  300        0       300\n"
-        "  b      cancelled         1     0      0  300        0       300\n"
-        "  c      cancelled         0     -      0    0        0         0\n"
+        "  stage  status     attempts  wait  queue     run  backoff  duration\n"
+        "  a      failed            1  0 ms   0 ms  300 ms     0 ms    300 ms\n"
+        "  b      cancelled         1  0 ms   0 ms  300 ms     0 ms    300 ms\n"
+        "  c      cancelled         0     -   0 ms    0 ms     0 ms      0 ms\n"
         "  slowest: a 300 ms, b 300 ms\n"
         "  error: a: ValueError: bad row\n"
+        "    Traceback (most recent call last):\n"
+        f'      File "{RAISES[0]}", line {RAISES[1]}, in stage\n'
+        "    ValueError: bad row\n"
         "  cancelled: b, c (cancelled: stage 'a' failed)\n"
         "  critical path: a\n"
     )
@@ -548,17 +559,14 @@ def test_timeline_text_draws_each_stage_on_one_scale(etl_report: LogReport) -> N
     """
     text = render_timeline(etl_report.run("run-etl"), width=40)
     assert text.splitlines() == [
-        "run run-etl  pipeline 'etl'  succeeded in 3800 ms  T",
-        "       0 ms                               3800 ms",
-        "fetch  |#####~~####~~~#####                     |"
-        " succeeded 0-1800 ms (3 attempts) *",
-        "each   |                  ####################  |"
-        " succeeded 1800-3550 ms (4 attempts) *",
-        "side   |######                                  | succeeded 0-500 ms",
+        "run run-etl  pipeline 'etl'  succeeded in 3.8 s  T",
+        "       0 ms                                 3.8 s",
+        "fetch  |#####~~####~~~#####                     | succeeded 0 ms to 1.8 s (3 attempts) *",
+        "each   |                  ####################  | succeeded 1.8 s to 3.55 s (4 attempts) *",
+        "side   |######                                  | succeeded 0 ms to 500 ms",
         "maybe  |     o                                  | skipped",
-        "store  |                                     ###| succeeded 3550-3800 ms *",
-        "legend: # running  ~ backoff  . queued  o skipped  x never ran"
-        "  > still running (log ends)  * critical path",
+        "store  |                                     ###| succeeded 3.55 s to 3.8 s *",
+        "legend: # running  ~ backoff  . queued  o skipped  x never ran  > still running (log ends)  * critical path",
     ]
 
 
@@ -570,9 +578,9 @@ def test_timeline_mermaid_is_a_gantt_chart(etl_report: LogReport) -> None:
         "    dateFormat x\n"
         "    axisFormat %M:%S.%L\n"
         "    section ff\n"
-        "    a (failed) :crit, s0, 0, 300\n"
-        "    b (cancelled) :s1, 0, 300\n"
-        "    c (cancelled) :milestone, s2, 300, 300\n"
+        "    1. a (failed) :crit, s0, 0, 300\n"
+        "    2. b (cancelled) :s1, 0, 300\n"
+        "    3. c (cancelled) :milestone, s2, 300, 300\n"
     )
 
 
@@ -586,15 +594,15 @@ def test_timeline_mermaid_escapes_names() -> None:
     )
     chart = render_timeline(report.runs[0], "mermaid")
     # Nothing has a time beyond 0 yet: the chart spans 1 ms.
-    assert chart.splitlines()[-1] == "    a b  c (running) :active, s0, 0, 1"
+    assert chart.splitlines()[-1] == "    1. a b c (running) :active, s0, 0, 1"
 
 
 def test_timeline_html_is_a_self_contained_page(etl_report: LogReport) -> None:
-    """The HTML page has inline style only, a bar per stage, and escapes ids."""
+    """The HTML page has inline style and script only, a bar per stage."""
     page = render_timeline(etl_report.run("run-etl"), "html")
     assert page.startswith("<!DOCTYPE html>\n")
     assert page.endswith("</html>\n")
-    assert not re.search(r"<(script|link)\b|\bsrc=|https?://", page)
+    assert not re.search(r"<link\b|\bsrc=|https?://|\burl\(", page)
     assert page.count('<div class="label">') == 5
     assert '<div class="bar succeeded crit" style="left:0.000%;width:47.368%"' in page
     assert '<div class="mark skipped" style="left:13.158%"' in page
@@ -612,16 +620,16 @@ def test_critical_path_lists_each_stage_and_the_makespan(
 ) -> None:
     """Each run's path is a table of its stages, then the path and makespan."""
     assert render_critical_path(etl_report) == (
-        "run run-etl  pipeline 'etl'  succeeded in 3800 ms  T\n"
-        "  stage  status     start   end  duration\n"
-        "  fetch  succeeded      0  1800      1800\n"
-        "  each   succeeded   1800  3550      1750\n"
-        "  store  succeeded   3550  3800       250\n"
-        "  path: fetch -> each -> store; makespan 3800 ms\n"
+        "run run-etl  pipeline 'etl'  succeeded in 3.8 s  T\n"
+        "  stage  status      start     end  duration\n"
+        "  fetch  succeeded    0 ms   1.8 s     1.8 s\n"
+        "  each   succeeded   1.8 s  3.55 s    1.75 s\n"
+        "  store  succeeded  3.55 s   3.8 s    250 ms\n"
+        "  path: fetch -> each -> store; makespan 3.8 s\n"
         "\n"
         "run run-ff  pipeline 'ff'  failed in 300 ms  T\n"
-        "  stage  status  start  end  duration\n"
-        "  a      failed      0  300       300\n"
+        "  stage  status  start     end  duration\n"
+        "  a      failed   0 ms  300 ms    300 ms\n"
         "  path: a; makespan 300 ms\n"
     )
 

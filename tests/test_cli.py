@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import re
@@ -9,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
@@ -16,8 +18,8 @@ import trio.testing
 
 from actors import PipelineExecutor
 from actors._cli import main
-from actors._progress import ProgressTracker, live_table, rich_summary
-from actors._target import split_target
+from actors._cli._progress import ProgressTracker, live_table, rich_summary
+from actors._cli._target import split_target
 
 ROOT = Path(__file__).parent.parent
 TARGETS = "tests/cli_targets.py"
@@ -28,7 +30,7 @@ GOLDEN = Path(__file__).parent / "golden"
 def _isolated_imports(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Run from the repository root; forget modules and paths a test imported."""
     monkeypatch.chdir(ROOT)
-    monkeypatch.setattr("actors._target._loaded", {})
+    monkeypatch.setattr("actors._cli._target._loaded", {})
     path, modules = list(sys.path), set(sys.modules)
     yield
     sys.path[:] = path
@@ -50,14 +52,14 @@ def test_run_prints_progress_lines_and_a_summary(
     out, err = capsys.readouterr()
     assert out.splitlines() == [
         "   0.000s  first   started",
-        "   1.000s  first   succeeded in 1.00 s, 1 attempt",
+        "   1.000s  first   succeeded in 1 s, 1 attempt",
         "   1.000s  second  started",
         "   1.500s  second  attempt 1 failed (ConnectionError: reset); "
         "retrying in 250 ms",
         "   1.750s  second  started (attempt 2)",
         "   2.250s  second  succeeded in 1.25 s, 2 attempts",
         "stage   status     attempts  duration  note",
-        "first   succeeded  1         1.00 s",
+        "first   succeeded  1         1 s",
         "second  succeeded  2         1.25 s",
         "pipeline 'ok' succeeded in 2.25 s; critical path: first -> second",
     ]
@@ -72,22 +74,40 @@ def test_fan_out_progress_shows_items_done_out_of_total(
     lines = capsys.readouterr().out.splitlines()
     assert lines[2:4] == [
         "   0.000s  each   started (3 items)",
-        "   2.000s  each   succeeded 3/3 in 2.00 s, 3 attempts",
+        "   2.000s  each   succeeded 3/3 in 2 s, 3 attempts",
     ]
 
 
 def test_failed_run_exits_1_and_names_the_error(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """A failed pipeline exits with 1; the summary shows each stage's status."""
+    """A failed pipeline exits with 1; the summary shows each stage's status,
+    after the failed stage's traceback: its own frames, none of the library's."""
     assert cli("run", f"{TARGETS}:failing", "--input", "1", "--no-progress") == 1
+    source, start = inspect.getsourcelines(cli_targets_module().boom)
+    raises = start + next(n for n, text in enumerate(source) if "raise" in text)
     assert capsys.readouterr().out.splitlines() == [
+        "traceback of stage 'broken':",
+        "  Traceback (most recent call last):",
+        f'    File "{ROOT / TARGETS}", line {raises}, in boom',
+        '      raise RuntimeError("boom")',
+        "  RuntimeError: boom",
+        "",
         "stage   status     attempts  duration  note",
-        "first   succeeded  1         1.00 s",
+        "first   succeeded  1         1 s",
         "broken  failed     1         250 ms    RuntimeError: boom",
         "after   cancelled  0         -         cancelled: stage 'broken' failed",
         "pipeline 'failing' failed in 1.25 s; critical path: first -> broken",
     ]
+
+
+def cli_targets_module() -> Any:
+    """The targets module as the command line loaded it (by its path)."""
+    return next(
+        module
+        for module in sys.modules.values()
+        if getattr(module, "__file__", None) == str(ROOT / TARGETS)
+    )
 
 
 def test_timeout_bounds_the_run_and_exits_1(
@@ -96,8 +116,7 @@ def test_timeout_bounds_the_run_and_exits_1(
     """``--timeout`` ends a run that would never finish, as a timed-out failure."""
     assert cli("run", f"{TARGETS}:slow", "--timeout", "3", "--no-progress") == 1
     assert (
-        capsys.readouterr().out.splitlines()[-1]
-        == "pipeline 'slow' timed_out in 3.00 s"
+        capsys.readouterr().out.splitlines()[-1] == "pipeline 'slow' timed_out in 3 s"
     )
 
 
@@ -118,8 +137,8 @@ def test_ctrl_c_cancels_cleanly_and_exits_130(
     out, err = capsys.readouterr()
     assert out.splitlines() == [
         "stage  status     attempts  duration  note",
-        "press  cancelled  1         2.00 s    cancelled: cancel token set",
-        "pipeline 'interrupted' cancelled in 2.00 s",
+        "press  cancelled  1         2 s       cancelled: cancel token set",
+        "pipeline 'interrupted' cancelled in 2 s",
     ]
     assert err == "interrupted: cancelling the run (press Ctrl-C again to abort)\n"
 
@@ -169,7 +188,7 @@ def test_input_file_dash_reads_standard_input(
 def test_timeout_keeps_the_stricter_bound(capsys: pytest.CaptureFixture[str]) -> None:
     """A ``--timeout`` longer than the pipeline's own ``timeout_ms`` does not extend it."""
     from actors import PipelineDefinition
-    from actors._cli import _with_timeout
+    from actors._cli._run import _with_timeout
 
     pipeline = PipelineDefinition(name="p", stages=[], timeout_ms=1500)
     assert _with_timeout(pipeline, 3).timeout_ms == 1500
@@ -212,7 +231,7 @@ def test_context_instance_is_accepted(capsys: pytest.CaptureFixture[str]) -> Non
         ),
         (
             ":nothing",
-            r"^error: :nothing: no attribute 'nothing'; pipelines defined there: ",
+            r"^error: :nothing: no attribute 'nothing'; context factories defined there: ",
         ),
         (
             ":ok",
@@ -238,7 +257,7 @@ def test_bad_context_exits_2(
         ),
         (
             f"{TARGETS}:missing",
-            r"^error: tests/cli_targets.py:missing: no attribute 'missing'; pipelines defined there: exits, failing, fans, interrupted, invalid, noisy, ok, slow, stubborn$",
+            r"^error: tests/cli_targets.py:missing: no attribute 'missing'; pipelines defined there: exits, failing, fans, interrupted, invalid, noisy, ok, slow, slow_to_stop, stubborn, terminated, terminated_twice$",
         ),
         (
             f"{TARGETS}:not_a_pipeline",
@@ -475,7 +494,7 @@ def test_rich_output_renders_live_progress_and_a_table(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """With rich output chosen, the run redraws a live table and ends with a table."""
-    monkeypatch.setattr("actors._cli._use_rich", lambda: True)
+    monkeypatch.setattr("actors._cli._run._use_rich", lambda: True)
     assert cli("run", f"{TARGETS}:ok", "--input", "1") == 0
     out = capsys.readouterr().out
     assert re.search(r"│ second\s+│ succeeded │\s+2 │\s+1.25 s │", out)
@@ -497,9 +516,7 @@ async def test_live_table_shows_each_stage_state(
     console.print(live_table(tracker))
     console.print(rich_summary(result))
     text = console.file.getvalue()  # type: ignore[attr-defined]  # a StringIO
-    assert re.search(
-        r"^first\s+sequential\s+succeeded\s+1.00 s\s*$", text, re.MULTILINE
-    )
+    assert re.search(r"^first\s+sequential\s+succeeded\s+1 s\s*$", text, re.MULTILINE)
     assert re.search(
         r"^broken\s+sequential\s+failed\s+250 ms\s+RuntimeError: boom",
         text,
@@ -569,7 +586,7 @@ def test_a_file_already_imported_is_not_imported_twice() -> None:
     """A TARGET file already imported under its own name is reused, not re-run."""
     import cli_targets
 
-    from actors._target import load_module
+    from actors._cli._target import load_module
 
     assert load_module(TARGETS) is cli_targets
     assert load_module("cli_targets") is cli_targets
@@ -605,4 +622,18 @@ def test_run_log_file_feeds_actors_logs(
     capsys.readouterr()
     assert main(["logs", "critical-path", str(log)]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[-1] == "  path: first -> second; makespan 2250 ms"
+    assert out.splitlines()[-1] == "  path: first -> second; makespan 2.25 s"
+
+
+def test_summary_shows_a_fan_outs_items_not_sums(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Three 1 s items two at a time: 3 s of item time in 2 s, 1.5 at a time."""
+    assert cli("run", f"{TARGETS}:fans", "--no-progress") == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "stage  status     attempts  duration  note",
+        "split  succeeded  1         0 ms",
+        "each   succeeded  3         2 s       "
+        "3 items, median 1 s, p95 1 s, 1.5 at a time on average",
+        "pipeline 'fans' succeeded in 2 s; critical path: split -> each",
+    ]

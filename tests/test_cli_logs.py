@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from actors._cli_logs import main_logs, register
+from actors._cli._logs import main_logs, register
 
 START = {"stages": ["a", "b"], "dependencies": {"a": [], "b": ["a"]}, "at_ms": 0.0}
 
@@ -103,8 +103,8 @@ def test_timeline_defaults_to_the_last_run_and_says_so(
     assert out.splitlines()[:4] == [
         "run bbbb2222  pipeline 'p'  succeeded in 300 ms",
         "       0 ms  300 ms",
-        "a      |####      | succeeded 0-100 ms *",
-        "b      |   #######| succeeded 100-300 ms *",
+        "a      |####      | succeeded 0 ms to 100 ms *",
+        "b      |   #######| succeeded 100 ms to 300 ms *",
     ]
     assert err == (
         "actors logs: drawing the last of 2 runs (bbbb2222); choose another with --run\n"
@@ -234,3 +234,138 @@ def test_main_cli_runs_the_logs_command(
 
     assert main(["logs", "critical-path", str(log), "--run", "aaaa"]) == 0
     assert capsys.readouterr().out.startswith("run aaaa1111")
+
+
+def _failed_line(run_id: str, **extra: Any) -> str:
+    return line(
+        "stage_failed",
+        run_id,
+        stage_id="b",
+        status="failed",
+        attempts=1,
+        duration_ms=5.0,
+        at_ms=105.0,
+        error="KeyError: 'x'",
+        error_type="KeyError",
+        started_at_ms=100.0,
+        finished_at_ms=105.0,
+        **extra,
+    )
+
+
+STRUCTURED = [
+    {
+        "exc_type": "KeyError",
+        "exc_value": "'x'",
+        "is_cause": False,
+        "frames": [
+            {"filename": "/app/etl.py", "lineno": 12, "name": "load"},
+            {"filename": "/app/etl.py", "lineno": 4, "name": "lookup"},
+        ],
+    },
+    {
+        "exc_type": "OSError",
+        "exc_value": "disk",
+        "is_cause": True,
+        "frames": [{"filename": "/app/etl.py", "lineno": 9, "name": "read"}],
+    },
+]
+
+
+@pytest.mark.parametrize(
+    ("exception", "expected"),
+    [
+        (
+            STRUCTURED,
+            [
+                "  error: b: KeyError: 'x'",
+                "    Traceback (most recent call last):",
+                '      File "/app/etl.py", line 9, in read',
+                "    OSError: disk",
+                "    ",
+                "    The above exception was the direct cause of the following "
+                "exception:",
+                "    ",
+                "    Traceback (most recent call last):",
+                '      File "/app/etl.py", line 12, in load',
+                '      File "/app/etl.py", line 4, in lookup',
+                "    KeyError: 'x'",
+            ],
+        ),
+        (
+            'Traceback (most recent call last):\n  File "/app/etl.py", line 4\n'
+            "KeyError: 'x'\n",
+            [
+                "  error: b: KeyError: 'x'",
+                "    Traceback (most recent call last):",
+                '      File "/app/etl.py", line 4',
+                "    KeyError: 'x'",
+            ],
+        ),
+        (None, ["  error: b: KeyError: 'x'"]),
+        ({"not": "a traceback"}, ["  error: b: KeyError: 'x'"]),
+    ],
+    ids=["structured", "text", "absent", "unknown-shape"],
+)
+def test_summary_prints_a_failed_stages_traceback_when_logged(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    exception: Any,
+    expected: list[str],
+) -> None:
+    """configure_json's structured ``exception`` or a text one; absent: no trace."""
+    extra = {} if exception is None else {"exception": exception}
+    path = tmp_path / "log.jsonl"
+    path.write_text(
+        "\n".join(
+            [
+                line("pipeline_started", "r1", **START),
+                ended("r1", "a", 0.0, 100.0),
+                _failed_line("r1", **extra),
+            ]
+        )
+        + "\n"
+    )
+    assert main_logs(["logs", "summary", str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    start = out.index("  error: b: KeyError: 'x'")
+    assert out[start : start + len(expected)] == expected
+    assert out[start + len(expected)] == "  critical path: a -> b"
+
+
+def _retry(run_id: str, item: int, error_type: str, at_ms: float) -> str:
+    return line(
+        "stage_retrying",
+        run_id,
+        stage_id="a",
+        attempt=1,
+        delay_ms=10.0,
+        error=f"{error_type}: slow down",
+        error_type=error_type,
+        item_index=item,
+        at_ms=at_ms,
+    )
+
+
+def test_summary_aggregates_retries_and_lists_them_with_verbose(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """196 retries on 180 items are one line; ``--verbose`` adds one per retry."""
+    retries = [_retry("r1", n % 180, "RateLimitError", n) for n in range(190)]
+    retries += [_retry("r1", n, "TimeoutError", 200 + n) for n in range(6)]
+    path = tmp_path / "log.jsonl"
+    path.write_text("\n".join([line("pipeline_started", "r1", **START), *retries]))
+    assert main_logs(["logs", "summary", str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [text for text in out if text.startswith("  retr")] == [
+        "  retries: a: 196 retries on 180 items; top errors: RateLimitError x 190, "
+        "TimeoutError x 6"
+    ]
+    assert main_logs(["logs", "summary", str(path), "--verbose"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    detail = [text for text in out if text.startswith("    item ")]
+    assert len(detail) == 196
+    assert (
+        detail[0]
+        == "    item 0 attempt 1 at 0 ms, next after 10 ms: RateLimitError: slow down"
+    )

@@ -58,50 +58,48 @@ async def test_example_prints_the_summary_and_timeline(
     out = capsys.readouterr().out
     out = out.replace(first.run_id, "RUN1").replace(second.run_id, "RUN2")
     out = re.sub(r"  \d{4}-\d\d-\d\dT[\d:.]+Z$", "  TIME", out, flags=re.MULTILINE)
+    # The traceback names the example's own frame, where it raises.
+    source = EXAMPLE.read_text().splitlines()
+    RAISES = 1 + next(n for n, text in enumerate(source) if "raise ValueError" in text)
     assert out.splitlines() == [
         "log runs.jsonl: 2 runs; 41 lines: 39 run events, 2 other, 0 malformed",
         "",
         "run RUN1  pipeline 'crawler'  succeeded in 530 ms  TIME",
         "  5 stages: 4 succeeded, 1 skipped",
-        "  stage       status     attempts  wait  queue  run  backoff  duration"
-        "  items (p50/p95/max)",
-        "  fetch       succeeded         2     0      0  200       50       250",
-        "  parse       succeeded         4   250    165  360        0       200"
-        "  4 (90/105/105 ms)",
-        "  robots      succeeded         1     0      0   30        0        30",
-        "  thumbnails  skipped           0    30      0    0        0         0",
-        "  index       succeeded         1   450      0   80        0        80",
+        "  stage       status     attempts    wait  queue     run  backoff  duration",
+        "  fetch       succeeded         2    0 ms   0 ms  200 ms    50 ms    250 ms",
+        "  parse       succeeded         4  250 ms      -       -        -    200 ms",
+        "  robots      succeeded         1    0 ms   0 ms   30 ms     0 ms     30 ms",
+        "  thumbnails  skipped           0   30 ms   0 ms    0 ms     0 ms      0 ms",
+        "  index       succeeded         1  450 ms   0 ms   80 ms     0 ms     80 ms",
+        "  items: parse: 4 items, median 90 ms, p95 105 ms, max 105 ms, 1.8 at a time on average, 2 at most",
         "  slowest: fetch 250 ms, parse 200 ms, index 80 ms",
-        "  retry: fetch attempt 1 at 100 ms, next after 50 ms: "
-        "ConnectionError: connection reset by peer",
+        "  retries: fetch: 1 retry; top errors: ConnectionError x 1",
         "  critical path: fetch -> parse -> index",
         "",
         "run RUN2  pipeline 'crawler'  failed in 300 ms  TIME",
         "  5 stages: 2 succeeded, 1 failed, 1 skipped, 1 cancelled",
-        "  stage       status     attempts  wait  queue  run  backoff  duration"
-        "  items (p50/p95/max)",
-        "  fetch       succeeded         1     0      0  100        0       100",
-        "  parse       failed            4   100    165  360        0       200"
-        "  4 (90/105/105 ms)",
-        "  robots      succeeded         1     0      0   30        0        30",
-        "  thumbnails  skipped           0    30      0    0        0         0",
-        "  index       cancelled         0     -      0    0        0         0",
+        "  stage       status     attempts    wait  queue     run  backoff  duration",
+        "  fetch       succeeded         1    0 ms   0 ms  100 ms     0 ms    100 ms",
+        "  parse       failed            4  100 ms      -       -        -    200 ms",
+        "  robots      succeeded         1    0 ms   0 ms   30 ms     0 ms     30 ms",
+        "  thumbnails  skipped           0   30 ms   0 ms    0 ms     0 ms      0 ms",
+        "  index       cancelled         0       -   0 ms    0 ms     0 ms      0 ms",
+        "  items: parse: 4 items, median 90 ms, p95 105 ms, max 105 ms, 1.8 at a time on average, 2 at most",
         "  slowest: parse 200 ms, fetch 100 ms, robots 30 ms",
         "  error: parse: item 3: ValueError: unclosed <form> tag",
+        "    Traceback (most recent call last):",
+        f'      File "{EXAMPLE}", line {RAISES}, in parse',
+        "    ValueError: unclosed <form> tag",
         "  cancelled: index (cancelled: stage 'parse' failed)",
         "  critical path: fetch -> parse",
         "",
         "run RUN1  pipeline 'crawler'  succeeded in 530 ms  TIME",
         "            0 ms                                          530 ms",
-        "fetch       |#########~~~~~~#########                          |"
-        " succeeded 0-250 ms (2 attempts) *",
-        "parse       |                       ####################       |"
-        " succeeded 250-450 ms (4 attempts) *",
-        "robots      |###                                               |"
-        " succeeded 0-30 ms",
+        "fetch       |#########~~~~~~#########                          | succeeded 0 ms to 250 ms (2 attempts) *",
+        "parse       |                       ####################       | succeeded 250 ms to 450 ms (4 attempts) *",
+        "robots      |###                                               | succeeded 0 ms to 30 ms",
         "thumbnails  |  o                                               | skipped",
-        "index       |                                          ########|"
-        " succeeded 450-530 ms *",
-        "legend: # running  ~ backoff  . queued  o skipped  x never ran"
-        "  > still running (log ends)  * critical path",
+        "index       |                                          ########| succeeded 450 ms to 530 ms *",
+        "legend: # running  ~ backoff  . queued  o skipped  x never ran  > still running (log ends)  * critical path",
     ]

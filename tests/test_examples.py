@@ -15,7 +15,7 @@ import trio.testing
 
 from actors import PipelineStatus, StageStatus
 from actors._cli import main
-from actors._target import load_module
+from actors._cli._target import load_module
 
 ROOT = Path(__file__).parent.parent
 EXAMPLES = ROOT / "examples"

@@ -38,12 +38,9 @@ LAYERS: dict[str, int] = {
     # 4: the kernel, in its own order (see KERNEL)
     "_core": 4,
     # 5: tools built on runs and logs
-    "_render": 5,
+    "_diagram": 5,
+    "_render": 5,  # re-exports _diagram until the facade imports it directly
     "_analysis": 5,
-    "_reports": 5,
-    "_target": 5,
-    "_progress": 5,
-    "_cli_logs": 5,
     "_cli": 5,
     "__main__": 5,
     "_aio": 5,

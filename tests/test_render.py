@@ -24,7 +24,7 @@ from actors import (
     StageStatus,
     render_diagram,
 )
-from actors._render import format_for_path, stage_notes
+from actors._diagram import format_for_path, stage_notes
 
 GOLDEN = Path(__file__).parent / "golden"
 

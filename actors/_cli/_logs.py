@@ -10,11 +10,20 @@ the summary counts them.
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from typing import TextIO
 
-from ._analysis import LogReport, RunRecord, read_log
-from ._reports import render_critical_path, render_summary, render_timeline
+from .._analysis import (
+    LogReport,
+    RunRecord,
+    read_log,
+    render_critical_path,
+    render_summary,
+    render_timeline,
+)
+from .._analysis._text import MAX_WIDTH
+from .._util import printable
 
 _EXIT_OK = 0
 _EXIT_BAD_INPUT = 2
@@ -46,6 +55,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     _add_file(summary)
     _add_run(summary, "only this run")
+    summary.add_argument(
+        "--verbose",
+        action="store_true",
+        help="list every retry, not only how many and the commonest errors",
+    )
     summary.set_defaults(handler=_summary)
 
     timeline = commands.add_parser(
@@ -63,7 +77,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--width",
         type=int,
         default=60,
-        help="chart width in characters, for --format text (default: 60)",
+        help=f"chart width in characters, for --format text (default: 60, "
+        f"at most {MAX_WIDTH})",
     )
     timeline.set_defaults(handler=_timeline)
 
@@ -104,7 +119,12 @@ def _load(args: argparse.Namespace) -> LogReport | None:
     """Read the log, or explain on stderr why it cannot be read."""
     try:
         if args.file == "-":
-            return read_log(sys.stdin)
+            raw = getattr(sys.stdin, "buffer", None)
+            if raw is None:  # already text (tests, embedding)
+                return read_log(sys.stdin)
+            # Bad bytes make their line malformed, as they do from a path.
+            stream = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape")
+            return read_log(stream)
         return read_log(args.file)
     except OSError as exc:
         reason = exc.strerror or str(exc)
@@ -129,7 +149,8 @@ def _summary(args: argparse.Namespace) -> int:
     runs = _select(report, args.run)
     if runs is None:
         return _EXIT_BAD_INPUT
-    _write(sys.stdout, render_summary(report.model_copy(update={"runs": runs})))
+    selected = report.model_copy(update={"runs": runs})
+    _write(sys.stdout, render_summary(selected, verbose=args.verbose))
     return _EXIT_OK
 
 
@@ -155,6 +176,8 @@ def _timeline(args: argparse.Namespace) -> int:
     if args.width < 10:
         _error("--width must be at least 10")
         return _EXIT_BAD_INPUT
+    if args.width > MAX_WIDTH:
+        _note(f"--width {args.width} is more than any screen: drawing {MAX_WIDTH}")
     _write(sys.stdout, render_timeline(run, args.format, width=args.width))
     return _EXIT_OK
 
@@ -176,8 +199,8 @@ def _write(stream: TextIO, text: str) -> None:
 
 
 def _error(message: str) -> None:
-    print(f"actors logs: error: {message}", file=sys.stderr)
+    print(printable(f"actors logs: error: {message}"), file=sys.stderr)
 
 
 def _note(message: str) -> None:
-    print(f"actors logs: {message}", file=sys.stderr)
+    print(printable(f"actors logs: {message}"), file=sys.stderr)

@@ -11,23 +11,27 @@ output works without the ``cli`` extra.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import traceback
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 import trio
 
-from ._definition import ExecutionPattern, PipelineDefinition
-from ._events import (
+from .._definition import ExecutionPattern, PipelineDefinition
+from .._events import (
     ItemFinished,
     PipelineFinished,
     PipelineStarted,
     StageFinished,
     StageRetrying,
     StageStarted,
+    StageUnresponsive,
 )
-from ._observers import Observer
-from ._results import PipelineResult, StageResult, StageStatus
+from .._observers import Observer
+from .._results import PipelineResult, StageResult, StageStatus
+from .._util import format_ms, plain_table, printable
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -35,11 +39,15 @@ if TYPE_CHECKING:
 WAITING = "waiting"
 RUNNING = "running"
 RETRYING = "retrying"
+STOPPING = "stopping"
+UNRESPONSIVE = "unresponsive"
 
 STYLES = {
     WAITING: "dim",
     RUNNING: "bold cyan",
     RETRYING: "bold yellow",
+    STOPPING: "yellow",
+    UNRESPONSIVE: "bold magenta",
     StageStatus.SUCCEEDED.value: "green",
     StageStatus.FAILED.value: "bold red",
     StageStatus.SKIPPED.value: "dim",
@@ -47,13 +55,6 @@ STYLES = {
     StageStatus.UPSTREAM_FAILED.value: "magenta",
 }
 """rich style of each state a stage can be shown in."""
-
-
-def format_ms(ms: float) -> str:
-    """Return a duration for people: ``"250 ms"`` below a second, else ``"1.25 s"``."""
-    if ms < 1000:
-        return f"{ms:.0f} ms"
-    return f"{ms / 1000:.2f} s"
 
 
 @dataclass(eq=False)
@@ -111,6 +112,7 @@ class ProgressTracker(Observer):
             for stage in pipeline.stages
         }
         self.result: PipelineResult | None = None
+        self.stop_requested = False
         self._start = 0.0
 
     def now_ms(self) -> float:
@@ -130,10 +132,23 @@ class ProgressTracker(Observer):
         """Remember when the run started."""
         self._start = trio.current_time() - event.at_ms / 1000
 
+    def stopping(self) -> None:
+        """The run was asked to stop: show every running stage as stopping.
+
+        From here on a stage is shown as stopping until its result arrives,
+        or as unresponsive once the supervisor reports it past the grace
+        period; never as running again.
+        """
+        self.stop_requested = True
+        for view in self.views.values():
+            if view.state in (RUNNING, RETRYING):
+                view.state = STOPPING
+
     def stage_started(self, event: StageStarted) -> None:
         """Mark the stage running, with its attempt."""
         view = self.views[event.stage_id]
-        view.state = RUNNING
+        if view.state not in (STOPPING, UNRESPONSIVE):
+            view.state = STOPPING if self.stop_requested else RUNNING
         view.attempt = max(view.attempt, event.attempt)
         if event.items is not None:
             view.items_total = event.items
@@ -145,7 +160,7 @@ class ProgressTracker(Observer):
         view = self.views[event.stage_id]
         view.retries += 1
         view.note = event.error
-        if event.item_index is None:
+        if event.item_index is None and view.state not in (STOPPING, UNRESPONSIVE):
             view.state = RETRYING
 
     def item_finished(self, event: ItemFinished) -> None:
@@ -165,6 +180,13 @@ class ProgressTracker(Observer):
                 view.started_at_ms = result.profile.started_at_ms
             if result.profile.items is not None:
                 view.items_total = result.profile.items
+
+    def stage_unresponsive(self, event: StageUnresponsive) -> None:
+        """Show a stage still running after the grace period as unresponsive."""
+        view = self.views[event.stage_id]
+        if view.finished_at_ms is None:
+            view.state = UNRESPONSIVE
+            view.note = "did not stop within the grace period after cancellation"
 
     def pipeline_finished(self, event: PipelineFinished) -> None:
         """Keep the result."""
@@ -190,7 +212,7 @@ class PlainProgress(ProgressTracker):
             return
         try:
             print(
-                f"{at_ms / 1000:8.3f}s  {stage_id:<{self._width}}  {text}",
+                printable(f"{at_ms / 1000:8.3f}s  {stage_id:<{self._width}}  {text}"),
                 file=self._stream,
                 flush=True,
             )
@@ -221,6 +243,15 @@ class PlainProgress(ProgressTracker):
             f"retrying in {format_ms(event.delay_ms)}",
         )
 
+    def stage_unresponsive(self, event: StageUnresponsive) -> None:
+        """Print that the stage did not stop within the grace period."""
+        super().stage_unresponsive(event)
+        self._line(
+            event.at_ms,
+            event.stage_id,
+            f"unresponsive - {self.views[event.stage_id].note}",
+        )
+
     def stage_finished(self, event: StageFinished) -> None:
         """Print the final status with attempts, duration and any note."""
         super().stage_finished(event)
@@ -248,6 +279,26 @@ def note_of(result: StageResult[Any]) -> str:
     return ""
 
 
+def items_note(result: StageResult[Any]) -> str:
+    """Return a fan-out's items for people: count, median, p95, concurrency.
+
+    Sums over items (queue, running time) would exceed the run; these do not.
+    Empty for a stage that is not a fan-out.
+    """
+    profile = result.profile
+    if profile is None or profile.items is None:
+        return ""
+    parts = [f"{profile.items} item{'s' * (profile.items != 1)}"]
+    if profile.item_p50_ms is not None:
+        parts.append(f"median {format_ms(profile.item_p50_ms)}")
+    if profile.item_p95_ms is not None:
+        parts.append(f"p95 {format_ms(profile.item_p95_ms)}")
+    if profile.item_running_ms is not None and result.duration_ms > 0:
+        at_once = profile.item_running_ms / result.duration_ms
+        parts.append(f"{at_once:.3g} at a time on average")
+    return ", ".join(parts)
+
+
 SUMMARY_HEADER = ("stage", "status", "attempts", "duration", "note")
 
 
@@ -258,11 +309,11 @@ def summary_rows(result: PipelineResult) -> list[tuple[str, str, str, str, str]]
         duration = format_ms(stage.duration_ms) if stage.attempts else "-"
         rows.append(
             (
-                stage_id,
+                printable(stage_id),
                 stage.status.value,
                 str(stage.attempts),
                 duration,
-                note_of(stage),
+                printable(note_of(stage) or items_note(stage)),
             )
         )
     return rows
@@ -270,38 +321,70 @@ def summary_rows(result: PipelineResult) -> list[tuple[str, str, str, str, str]]
 
 def summary_footer(result: PipelineResult) -> str:
     """Return the line under the summary: how the run ended, and how long it took."""
-    text = f"pipeline {result.pipeline!r} {result.status.value} in "
+    text = f"pipeline {printable(repr(result.pipeline))} {result.status.value} in "
     text += format_ms(result.total_duration_ms)
     path = result.critical_path()
     if len(path) > 1:
-        text += f"; critical path: {' -> '.join(path)}"
+        text += f"; critical path: {printable(' -> '.join(path))}"
     return text
 
 
-def plain_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Return *rows* under *header* as aligned plain-text columns."""
-    widths = [len(cell) for cell in header]
-    for row in rows:
-        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
-    lines = []
-    for row in (header, *rows):
-        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines)
-
-
 def plain_summary(result: PipelineResult) -> str:
-    """Return the summary as plain text: a table and a footer line."""
+    """Return the summary as plain text: tracebacks, a table, a footer line.
+
+    The tracebacks come first, so the last line always says how the run ended.
+    """
     table = plain_table(SUMMARY_HEADER, summary_rows(result))
-    return f"{table}\n{summary_footer(result)}"
+    return "\n".join([*failure_tracebacks(result), *table, summary_footer(result)])
+
+
+_LIBRARY = str(Path(__file__).resolve().parent.parent) + os.sep
+
+
+def failure_tracebacks(result: PipelineResult) -> list[str]:
+    """Return each failed stage's traceback, a blank line after each.
+
+    The stage's own frames are kept; the library's (and trio's scheduling
+    under them) are trimmed, so the trace starts where the user's code does.
+    Control characters in messages are shown escaped.
+    """
+    lines: list[str] = []
+    for stage_id, stage in result.stage_results.items():
+        exc = stage.exception
+        if stage.status is not StageStatus.FAILED or exc is None:
+            continue
+        trace = traceback.TracebackException.from_exception(exc)
+        _trim(trace, set())
+        lines.append(printable(f"traceback of stage {stage_id!r}:"))
+        for chunk in trace.format():
+            lines += (printable(f"  {text}") for text in chunk.rstrip("\n").split("\n"))
+        lines.append("")
+    return lines
+
+
+def _trim(trace: traceback.TracebackException, seen: set[int]) -> None:
+    """Drop the library's frames from *trace* and the exceptions chained to it."""
+    if id(trace) in seen:
+        return
+    seen.add(id(trace))
+    own = [f for f in trace.stack if not (f.filename or "").startswith(_LIBRARY)]
+    trace.stack = traceback.StackSummary.from_list(own)
+    for other in (trace.__cause__, trace.__context__, *(trace.exceptions or ())):
+        if other is not None:
+            _trim(other, seen)
 
 
 def rich_summary(result: PipelineResult) -> Table:
     """Return the summary as a rich table, coloured by status."""
     from rich.markup import escape  # noqa: PLC0415  # rich stays out of the core path
     from rich.table import Table  # noqa: PLC0415
+    from rich.text import Text  # noqa: PLC0415
 
-    table = Table(title=f"pipeline {result.pipeline}", caption=summary_footer(result))
+    # Text, not markup: a pipeline named "etl [prod]" keeps its brackets.
+    table = Table(
+        title=Text(f"pipeline {printable(result.pipeline)}"),
+        caption=Text(summary_footer(result)),
+    )
     for name in SUMMARY_HEADER:
         numeric = name in ("attempts", "duration")
         table.add_column(name, justify="right" if numeric else "left")
@@ -324,7 +407,7 @@ def live_table(tracker: ProgressTracker, width: int | None = None) -> Table:
         elapsed = tracker.elapsed_ms(view)
         rows.append(
             (
-                view.id,
+                printable(view.id),
                 view.pattern.value + ("" if view.critical else ", non-critical"),
                 view.state_text(),
                 view.items_text(),
@@ -341,7 +424,7 @@ def live_table(tracker: ProgressTracker, width: int | None = None) -> Table:
     room = None if width is None else max(width - used - 1, 8)
     table.add_column("note", no_wrap=True)
     for view, row in zip(tracker.views.values(), rows, strict=True):
-        note = view.note
+        note = printable(view.note)
         if room is not None and len(note) > room:
             note = note[: room - 1] + "…"
         table.add_row(

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import os
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from ._results import PipelineStatus, StageProfile, StageStatus, critical_path
+from .._results import PipelineStatus, StageProfile, StageStatus, critical_path
 
 __all__ = [
     "LogReport",
@@ -32,6 +34,11 @@ __all__ = [
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 _MAX_MALFORMED_LINES = 100
+MAX_LINE_CHARS = 1_000_000
+"""Longer lines are skipped as malformed without being held in memory."""
+_MAX_MS = 1e15  # about 31,700 years: a time past this is not a time
+_MAX_ITEM_SPANS = 10_000
+_UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes kept by surrogateescape
 
 
 class RetryRecord(BaseModel):
@@ -102,6 +109,36 @@ class StageRecord(BaseModel):
     """Fan-out only: 95th percentile item duration."""
     item_max_ms: float | None = None
     """Fan-out only: slowest item duration."""
+    item_running_ms: float | None = None
+    """Fan-out only: time inside item attempts, summed over items."""
+    item_spans: tuple[tuple[float, float], ...] = ()
+    """Fan-out only: each item's start and end, when the log has item events
+    (they are logged at debug level); at most the first 10,000 items."""
+    traceback: str | None = None
+    """A failed stage's traceback, when the log carries it."""
+
+    @property
+    def concurrency(self) -> float | None:
+        """Fan-out only: how many items ran at a time, on average."""
+        if self.item_running_ms is None or self.duration_ms <= 0:
+            return None
+        return self.item_running_ms / self.duration_ms
+
+    @property
+    def peak_concurrency(self) -> int | None:
+        """Fan-out only: the most items running at once (needs item events)."""
+        if not self.item_spans:
+            return None
+        # Ends sort before starts at one instant: a slot handed on is not two.
+        edges = sorted(
+            [(start, 1) for start, _ in self.item_spans]
+            + [(end, -1) for _, end in self.item_spans]
+        )
+        running = peak = 0
+        for _, step in edges:
+            running += step
+            peak = max(peak, running)
+        return peak
 
     @property
     def wait_ms(self) -> float | None:
@@ -149,6 +186,8 @@ class RunRecord(BaseModel):
     """Stages reported as not stopping after cancellation."""
     observer_failures: int = 0
     """How many observers raised and were disabled in this run."""
+    problems: list[str] = []
+    """What in the log cannot be true of a run (a dependency cycle, say)."""
 
     @property
     def counts(self) -> dict[str, int]:
@@ -195,6 +234,8 @@ class LogReport(BaseModel):
     """Lines skipped: not a JSON object, or a run event with bad fields."""
     malformed_lines: tuple[int, ...] = ()
     """Line numbers (from 1) of the first hundred malformed lines."""
+    long_lines: int = 0
+    """Malformed lines skipped for being longer than :data:`MAX_LINE_CHARS`."""
 
     @property
     def incomplete(self) -> list[RunRecord]:
@@ -226,28 +267,57 @@ class LogReport(BaseModel):
 def read_log(file: str | os.PathLike[str] | TextIO) -> LogReport:
     """Read a JSON-lines log from a path or an open text stream.
 
-    Undecodable bytes become malformed lines, never an error.
+    Undecodable bytes make their line malformed, never an error (open a
+    stream with ``errors="surrogateescape"`` for the same on a stream). A
+    line longer than :data:`MAX_LINE_CHARS` is skipped as malformed without
+    being held in memory whole.
 
     Raises:
         OSError: The file cannot be opened or read.
     """
     if isinstance(file, str | os.PathLike):
-        with open(file, encoding="utf-8", errors="replace") as stream:
-            return parse_log(stream, source=os.fspath(file))
-    return parse_log(file, source=getattr(file, "name", None))
+        with open(file, encoding="utf-8", errors="surrogateescape") as stream:
+            return parse_log(_bounded_lines(stream), source=os.fspath(file))
+    return parse_log(_bounded_lines(file), source=getattr(file, "name", None))
+
+
+_TOO_LONG = "\x00too long"  # a marker no JSON line can equal
+
+
+def _bounded_lines(stream: TextIO) -> Iterator[str]:
+    """Yield the lines of *stream*; a line too long becomes one marker."""
+    while True:
+        line = stream.readline(MAX_LINE_CHARS + 1)
+        if not line:
+            return
+        if len(line) > MAX_LINE_CHARS and not line.endswith("\n"):
+            while (rest := stream.readline(MAX_LINE_CHARS)) and not rest.endswith("\n"):
+                pass  # skip the rest of the line, a bounded chunk at a time
+            line = _TOO_LONG
+        yield line
 
 
 def parse_log(lines: Iterable[str], *, source: str | None = None) -> LogReport:
-    """Parse JSON lines (any iterable of strings) into a :class:`LogReport`."""
+    """Parse JSON lines (any iterable of strings) into a :class:`LogReport`.
+
+    Never raises on what the lines hold: lines that are not JSON objects,
+    hold undecodable bytes, times that are not finite or beyond any real
+    run, or are longer than :data:`MAX_LINE_CHARS` are counted as malformed.
+    """
     builders: dict[str, _RunBuilder] = {}
-    counted = events = other = malformed = 0
+    counted = events = other = malformed = long_lines = 0
     bad: list[int] = []
     for number, line in enumerate(lines, 1):
-        text = line.strip()
-        if not text:
-            continue
-        counted += 1
-        kind = _read_line(text, builders)
+        if line is _TOO_LONG or len(line) > MAX_LINE_CHARS:
+            kind = _Kind.MALFORMED
+            long_lines += 1
+            counted += 1
+        else:
+            text = line.strip()
+            if not text:
+                continue
+            counted += 1
+            kind = _read_line(text, builders)
         if kind is _Kind.EVENT:
             events += 1
         elif kind is _Kind.OTHER:
@@ -264,6 +334,7 @@ def parse_log(lines: Iterable[str], *, source: str | None = None) -> LogReport:
         other=other,
         malformed=malformed,
         malformed_lines=tuple(bad),
+        long_lines=long_lines,
     )
 
 
@@ -318,6 +389,7 @@ class _StageEndedLine(_StageLine):
     error: str | None = None
     error_type: str | None = None
     reason: str | None = None
+    exception: Any = None
     profile: StageProfile
 
     @model_validator(mode="before")
@@ -330,6 +402,10 @@ class _StageEndedLine(_StageLine):
             profile = {k: v for k, v in data.items() if k in fields}
             data = {**data, "profile": profile}
         return data
+
+
+class _ItemEndedLine(_StageLine):
+    item_index: int
 
 
 # stage_succeeded, stage_failed, stage_skipped, ...
@@ -358,20 +434,39 @@ class _Kind(enum.Enum):
 
 def _read_line(text: str, builders: dict[str, _RunBuilder]) -> _Kind:
     """Fold one line into its run; say what kind of line it was."""
+    if _UNDECODABLE.search(text):
+        return _Kind.MALFORMED
     try:
-        data = json.loads(text)
-    except ValueError:  # JSONDecodeError, and recursion or number-size limits
+        data = json.loads(text, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):  # bad JSON, NaN, nesting, huge ints
         return _Kind.MALFORMED
     if not isinstance(data, dict):
         return _Kind.MALFORMED
     name = data.get("event")
     if name not in _KNOWN or "run_id" not in data:
         return _Kind.OTHER
+    if not _plausible(data):
+        return _Kind.MALFORMED
     try:
         _fold(name, data, builders)
-    except (ValidationError, TypeError, ValueError):
+    except (ValidationError, TypeError, ValueError, RecursionError):
         return _Kind.MALFORMED
     return _Kind.EVENT
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a time")
+
+
+def _plausible(data: dict[str, Any]) -> bool:
+    """False if a number in the event (or a list in it) is no real time."""
+    for value in data.values():
+        values = value if isinstance(value, list) else (value,)
+        for item in values:
+            number = isinstance(item, float | int) and not isinstance(item, bool)
+            if number and (not math.isfinite(item) or abs(item) > _MAX_MS):
+                return False
+    return True
 
 
 def _fold(name: str, data: dict[str, Any], builders: dict[str, _RunBuilder]) -> None:
@@ -403,6 +498,8 @@ def _fold(name: str, data: dict[str, Any], builders: dict[str, _RunBuilder]) -> 
     builder.seen(base.at_ms)
     if isinstance(parsed, _StartedLine):
         stage.started(parsed)
+        if name == "item_started" and parsed.item_index is not None:
+            stage.item_started(parsed.item_index, parsed.at_ms)
     elif isinstance(parsed, _RetryingLine):
         stage.retries.append(
             RetryRecord(
@@ -416,8 +513,47 @@ def _fold(name: str, data: dict[str, Any], builders: dict[str, _RunBuilder]) -> 
         )
     elif isinstance(parsed, _StageEndedLine):
         stage.ended = parsed
+    elif name in _ITEM_ENDED:
+        stage.item_ended(_ItemEndedLine.model_validate(data))
     elif name == "stage_unresponsive":
         builder.unresponsive.append(line.stage_id)
+
+
+_CAUSE = "The above exception was the direct cause of the following exception:"
+_CONTEXT = "During handling of the above exception, another exception occurred:"
+
+
+def _traceback_text(exception: Any) -> str | None:
+    """Return a traceback as text from a logged ``exception`` field.
+
+    ``configure_json`` logs it as structlog's structured form (a list of
+    exceptions, each with its frames; the library's own frames are already
+    trimmed); other set-ups log the formatted text. Anything else: ``None``.
+    """
+    if isinstance(exception, str):
+        return exception.rstrip("\n") or None
+    if not isinstance(exception, list):
+        return None
+    blocks: list[str] = []
+    was_cause = False
+    for stack in reversed(exception):  # structlog lists the last raised first
+        if not isinstance(stack, dict):
+            return None
+        lines = ["Traceback (most recent call last):"]
+        for frame in stack.get("frames") or ():
+            if isinstance(frame, dict):
+                lines.append(
+                    f'  File "{frame.get("filename", "?")}", line '
+                    f"{frame.get('lineno', '?')}, in {frame.get('name', '?')}"
+                )
+        value = stack.get("exc_value")
+        kind = str(stack.get("exc_type", "Exception"))
+        lines.append(f"{kind}: {value}" if value else kind)
+        if blocks:  # the previous block was this one's cause or context
+            blocks.append(_CAUSE if was_cause else _CONTEXT)
+        was_cause = bool(stack.get("is_cause"))
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) if blocks else None
 
 
 def _builder(builders: dict[str, _RunBuilder], event: _Event) -> _RunBuilder:
@@ -436,6 +572,17 @@ class _StageBuilder:
     attempts: int = 0
     retries: list[RetryRecord] = field(default_factory=list)
     ended: _StageEndedLine | None = None
+    item_starts: dict[int, float] = field(default_factory=dict)
+    item_spans: list[tuple[float, float]] = field(default_factory=list)
+
+    def item_started(self, index: int, at_ms: float) -> None:
+        if len(self.item_spans) + len(self.item_starts) < _MAX_ITEM_SPANS:
+            self.item_starts.setdefault(index, at_ms)
+
+    def item_ended(self, line: _ItemEndedLine) -> None:
+        start = self.item_starts.pop(line.item_index, None)
+        if start is not None:
+            self.item_spans.append((start, max(start, line.at_ms)))
 
     def started(self, line: _StartedLine) -> None:
         if self.first_start_ms is None:
@@ -478,6 +625,9 @@ class _StageBuilder:
             item_p50_ms=profile.item_p50_ms,
             item_p95_ms=profile.item_p95_ms,
             item_max_ms=profile.item_max_ms,
+            item_running_ms=profile.item_running_ms,
+            item_spans=tuple(sorted(self.item_spans)),
+            traceback=_traceback_text(end.exception),
         )
 
 
@@ -518,9 +668,10 @@ class _RunBuilder:
 
     def build(self) -> RunRecord:
         stages = {stage_id: b.build() for stage_id, b in self.stages.items()}
+        dependencies, problems = _without_cycles(self.dependencies)
         path = critical_path(
             {s: r.finished_at_ms for s, r in stages.items()},
-            self.dependencies,
+            dependencies,
             started={s for s, r in stages.items() if r.started_at_ms is not None},
         )
         start, end = self.start, self.end
@@ -539,4 +690,48 @@ class _RunBuilder:
             critical_path=path,
             unresponsive=self.unresponsive,
             observer_failures=self.observer_failures,
+            problems=problems,
         )
+
+
+def _without_cycles(
+    dependencies: dict[str, tuple[str, ...]],
+) -> tuple[dict[str, tuple[str, ...]], list[str]]:
+    """Return *dependencies* with every edge that closes a cycle dropped.
+
+    A real run's dependencies never have a cycle (the definition was
+    validated), so a log that says otherwise was edited or corrupted: each
+    cycle is reported as a problem of the run, as a path ``a -> b -> a``,
+    and the walk back along the critical path cannot loop.
+    """
+    kept: dict[str, tuple[str, ...]] = {}
+    problems: list[str] = []
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    for root in dependencies:
+        if root in state:
+            continue
+        state[root] = 1
+        path = [root]
+        stack = [iter(dependencies.get(root, ()))]
+        kept[root] = ()
+        while stack:
+            node = path[-1]
+            upstream = next(stack[-1], None)
+            if upstream is None:
+                state[node] = 2
+                path.pop()
+                stack.pop()
+                continue
+            if state.get(upstream) == 1:
+                cycle = [*path[path.index(upstream) :], upstream]
+                problems.append(
+                    "dependencies form a cycle: " + " -> ".join(reversed(cycle))
+                )
+                continue
+            kept[node] = (*kept[node], upstream)
+            if upstream not in state:
+                state[upstream] = 1
+                kept[upstream] = ()
+                path.append(upstream)
+                stack.append(iter(dependencies.get(upstream, ())))
+    return kept, problems

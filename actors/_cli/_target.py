@@ -18,9 +18,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from ._context import PipelineContext
-from ._definition import PipelineDefinition
-from ._util import describe
+from .._context import PipelineContext
+from .._definition import PipelineDefinition
+from .._util import describe
 
 
 class TargetError(Exception):
@@ -100,22 +100,48 @@ def load_module(where: str) -> ModuleType:
         raise TargetError(f"importing {where} failed: {describe(exc)}") from exc
 
 
-def _attribute(module: ModuleType, attr: str, spec: str) -> Any:
+def _attribute(
+    module: ModuleType, attr: str, spec: str, *, context: bool = False
+) -> Any:
     value: Any = module
     for part in attr.split("."):
         try:
             value = getattr(value, part)
         except AttributeError:
-            candidates = sorted(
-                name
-                for name, obj in vars(module).items()
-                if isinstance(obj, PipelineDefinition)
-            )
-            hint = ""
-            if candidates:
-                hint = f"; pipelines defined there: {', '.join(candidates)}"
+            if context:
+                found, what = _context_factories(module), "context factories"
+            else:
+                found = sorted(
+                    name
+                    for name, obj in vars(module).items()
+                    if isinstance(obj, PipelineDefinition)
+                )
+                what = "pipelines"
+            hint = f"; {what} defined there: {', '.join(found)}" if found else ""
             raise TargetError(f"{spec}: no attribute {attr!r}{hint}") from None
     return value
+
+
+def _context_factories(module: ModuleType) -> list[str]:
+    """Names in *module* that look like what ``--context`` takes.
+
+    A context instance, or a function of the module whose return annotation
+    names ``PipelineContext``. Nothing is called to find out.
+    """
+    found = []
+    for name, obj in vars(module).items():
+        if isinstance(obj, PipelineContext):
+            found.append(name)
+        elif inspect.isfunction(obj) and obj.__module__ == module.__name__:
+            returns = obj.__annotations__.get("return")
+            text = (
+                returns
+                if isinstance(returns, str)
+                else getattr(returns, "__name__", "")
+            )
+            if "PipelineContext" in str(text):
+                found.append(name)
+    return sorted(found)
 
 
 def _call_factory(value: Any, spec: str, what: str) -> Any:
@@ -178,7 +204,7 @@ def load_context_factory(
         module = target_module
     else:
         module = load_module(where)
-    value = _attribute(module, attr, spec)
+    value = _attribute(module, attr, spec, context=True)
     what = "a PipelineContext"
     if isinstance(value, PipelineContext):
         instance: PipelineContext[Any] = value
