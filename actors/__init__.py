@@ -10,7 +10,7 @@ keeps it so):
 2. declarations and results: ``_context``, ``_results``, ``_definition``
 3. ``_graph`` (build: never imports trio), ``_events``, ``_observers``, ``_logging``
 4. ``_core/``: the kernel, the only code that starts tasks and opens channels
-5. ``_render``, ``_analysis``, ``_reports``, ``_cli*``, ``_progress``, ``_target``
+5. ``_diagram``, ``_analysis/`` (log records and reports), ``_cli/``, ``_aio``
 6. the public namespaces: this facade, ``actors.analysis``, ``actors.logging``
 """
 
@@ -27,6 +27,7 @@ from ._definition import RetryConfig as RetryConfig
 from ._definition import Stage as Stage
 from ._definition import StageDefinition as StageDefinition
 from ._definition import StageFunction as StageFunction
+from ._diagram import render_diagram as render_diagram
 from ._events import ItemFinished as ItemFinished
 from ._events import PipelineFinished as PipelineFinished
 from ._events import PipelineStarted as PipelineStarted
@@ -40,7 +41,6 @@ from ._exceptions import StageContractError as StageContractError
 from ._exceptions import StageTimeoutError as StageTimeoutError
 from ._logging import LoggingObserver as LoggingObserver
 from ._observers import Observer as Observer
-from ._render import render_diagram as render_diagram
 from ._results import PipelineResult as PipelineResult
 from ._results import PipelineStatus as PipelineStatus
 from ._results import StageProfile as StageProfile

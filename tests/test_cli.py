@@ -132,12 +132,12 @@ def test_timeout_must_be_a_positive_number(
 def test_ctrl_c_cancels_cleanly_and_exits_130(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """The first Ctrl-C sets the cancel token: stages are cancelled, then exit 130."""
+    """The first Ctrl-C cancels the run: stages say "interrupted", then exit 130."""
     assert cli("run", f"{TARGETS}:interrupted", "--no-progress") == 130
     out, err = capsys.readouterr()
     assert out.splitlines() == [
         "stage  status     attempts  duration  note",
-        "press  cancelled  1         2 s       cancelled: cancel token set",
+        "press  cancelled  1         2 s       cancelled: interrupted",
         "pipeline 'interrupted' cancelled in 2 s",
     ]
     assert err == "interrupted: cancelling the run (press Ctrl-C again to abort)\n"

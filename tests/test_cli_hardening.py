@@ -67,7 +67,7 @@ def test_sigterm_stops_the_run_like_ctrl_c_and_exits_143(
     out, err = capsys.readouterr()
     assert out.splitlines() == [
         "stage  status     attempts  duration  note",
-        "term   cancelled  1         2 s       cancelled: cancel token set",
+        "term   cancelled  1         2 s       cancelled: terminated",
         "pipeline 'terminated' cancelled in 2 s",
     ]
     assert err == "terminated: cancelling the run (send SIGTERM again to abort)\n"
@@ -99,7 +99,7 @@ def test_sigterm_while_the_run_starts_still_stops_it_cleanly(
     out, err = capsys.readouterr()
     assert out.splitlines() == [
         "stage  status     attempts  duration  note",
-        "wait   cancelled  0         -         cancelled: cancel token set before the run",
+        "wait   cancelled  0         -         cancelled: terminated before the run",
         "pipeline 'slow' cancelled in 0 ms",
     ]
     assert err == "terminated: cancelling the run (send SIGTERM again to abort)\n"

@@ -39,7 +39,6 @@ LAYERS: dict[str, int] = {
     "_core": 4,
     # 5: tools built on runs and logs
     "_diagram": 5,
-    "_render": 5,  # re-exports _diagram until the facade imports it directly
     "_analysis": 5,
     "_cli": 5,
     "__main__": 5,

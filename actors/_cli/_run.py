@@ -275,9 +275,6 @@ async def _run_pipeline(
     the run, if any.
     """
     context = PipelineContext[Any]() if make_context is None else make_context()
-    if context.cancel_token is None:
-        context.cancel_token = trio.Event()
-    token = context.cancel_token
     stopped_by: int | None = None
 
     def stop(signum: int) -> None:
@@ -288,7 +285,8 @@ async def _run_pipeline(
         err(_STOP_MESSAGES[signal.Signals(signum)])
         if tracker is not None:
             tracker.stopping()
-        token.set()
+        # The stages say why: not "cancel token set", which nobody did.
+        context.cancel("interrupted" if signum == signal.SIGINT else "terminated")
 
     async def watch_signals(*, task_status: trio.TaskStatus[None]) -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
