@@ -43,8 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.parts or list(PARTS):
         begin = time.perf_counter()
         print(f"running {name} ...", file=sys.stderr, flush=True)
-        rows.extend({**PARTS, **EXTRA}[name](args.quick))
+        part = {**PARTS, **EXTRA}[name](args.quick)
+        rows.extend(part)
         took = time.perf_counter() - begin
+        # Each part's rows as soon as it ends: a long run cut short keeps them.
+        print(table(part), file=sys.stderr)
         print(f"  {name} took {took:.0f} s", file=sys.stderr, flush=True)
     info = machine()
     print(

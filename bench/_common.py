@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import gc
+import logging
 import math
+import os
 import platform
 import random
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TextIO
 
+import structlog
 import trio
 
+import actors.logging
 from actors import PipelineContext, PipelineDefinition, StageDefinition
 
 Deps = list[list[int]]
@@ -140,6 +145,50 @@ async def baseline_channels(deps: Deps, initial_input: Any = None) -> list[Any]:
     return outputs
 
 
+Setup = Callable[[], None]
+"""Puts the host application's logging into one shape before a timed call."""
+
+
+@dataclass(frozen=True, slots=True)
+class Hosts:
+    """The host set-ups the default executor is measured in.
+
+    ``nothing``: the application configured nothing (structlog at its
+    defaults, stdlib logging untouched), so the library logs to the stdlib
+    logger ``"actors"``, where only warnings and errors would be written.
+    ``warning``: structlog configured with a filtering logger at WARNING
+    (its default console renderer, writing to ``null``).
+    ``info_json``: :func:`actors.logging.configure_json` at INFO, writing to
+    ``null`` (every INFO event rendered as JSON and written).
+    ``null``: ``os.devnull``, open for writing.
+    """
+
+    nothing: Setup
+    warning: Setup
+    info_json: Setup
+    null: TextIO
+
+
+@contextmanager
+def hosts() -> Iterator[Hosts]:
+    """Yield the host set-ups; structlog is back at its defaults afterwards."""
+    with open(os.devnull, "w", encoding="utf-8") as null:
+
+        def warning() -> None:
+            structlog.configure(
+                wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+                logger_factory=structlog.WriteLoggerFactory(file=null),
+            )
+
+        def info_json() -> None:
+            actors.logging.configure_json(null, level="info")
+
+        try:
+            yield Hosts(structlog.reset_defaults, warning, info_json, null)
+        finally:
+            structlog.reset_defaults()
+
+
 async def timed(fn: Callable[[], Awaitable[object]]) -> float:
     """Return the wall time of one call of *fn*, in seconds, after a full collection."""
     gc.collect()
@@ -149,20 +198,29 @@ async def timed(fn: Callable[[], Awaitable[object]]) -> float:
 
 
 async def interleaved(
-    variants: dict[str, Callable[[], Awaitable[object]]], repeats: int
+    variants: dict[str, Callable[[], Awaitable[object]]],
+    repeats: int,
+    setups: dict[str, Setup] | None = None,
 ) -> dict[str, list[float]]:
     """Time every variant *repeats* times, rotating their order each round.
 
-    One untimed warm-up call of each variant comes first.
+    One untimed warm-up call of each variant comes first. ``setups[name]``,
+    if given, runs before every call of that variant, outside the timing (it
+    puts the host's logging into the variant's shape).
     """
     names = list(variants)
+    prepare = setups or {}
+    none: Setup = structlog.reset_defaults
     for name in names:
+        prepare.get(name, none)()
         await variants[name]()
     samples: dict[str, list[float]] = {name: [] for name in names}
     for round_ in range(repeats):
         shift = round_ % len(names)
         for name in names[shift:] + names[:shift]:
+            prepare.get(name, none)()
             samples[name].append(await timed(variants[name]))
+    structlog.reset_defaults()
     return samples
 
 

@@ -1,4 +1,4 @@
-"""Issue 5: makespan on an uneven DAG, against its critical path and a wave scheduler.
+"""Makespan on an uneven DAG, against its critical path and a wave scheduler.
 
 Stage durations are virtual (trio's MockClock), so the numbers are exact and
 say what the scheduling policy costs, not how fast the machine is.

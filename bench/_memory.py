@@ -1,4 +1,4 @@
-"""Issue 5: memory growth over 10,000 consecutive runs of a small pipeline."""
+"""Memory growth over 10,000 consecutive runs of a small pipeline."""
 
 from __future__ import annotations
 

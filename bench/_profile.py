@@ -3,21 +3,27 @@
 Not part of the default run (``python -m bench profile``): cProfile slows
 everything down, so only the split between functions means something, not
 the totals. The garbage collector is off while profiling, so its pauses are
-not charged to whichever function happened to allocate.
+not charged to whichever function happened to allocate. Every profile runs
+the default ``PipelineExecutor()`` with nothing configured (host set-up (a)),
+sorted by own time (tottime).
 """
 
 from __future__ import annotations
 
+import contextlib
 import cProfile
 import gc
+import os
 import pstats
 from collections.abc import Awaitable, Callable
 
+import structlog
 import trio
 
-from actors import PipelineExecutor
+from actors import PipelineContext, PipelineExecutor
 
-from ._common import Row, layered, pipeline_of
+from ._cancel import Clock, blocked_pipeline
+from ._common import Row, chain, pipeline_of
 from ._fanout import fan_out
 
 TOP = 14
@@ -53,24 +59,43 @@ def _profile(
     return table[:TOP]
 
 
+def _rows(section: str, unit: str, table: list[tuple[str, float, float]]) -> list[Row]:
+    return [
+        Row(section, where, f"{own:.2f} us/{unit} own, {total:.2f} cumulative")
+        for where, own, total in table
+    ]
+
+
 def run(quick: bool = False) -> list[Row]:
-    """Profile a 10,000-stage layered DAG and a 100,000-item fan-out."""
-    executor = PipelineExecutor(log_events=False)
+    """Profile a 10,000-stage chain, a 100,000-item fan-out and a cancelled run."""
+    structlog.reset_defaults()  # (a): nothing configured
+    executor = PipelineExecutor()
     rows: list[Row] = []
-    dag = pipeline_of(layered(10_000))
+    dag = pipeline_of(chain(10_000))
     dag.validate_pipeline()
-    for where, own, total in _profile(lambda: executor.execute(dag), 10_000, 2):
-        rows.append(
-            Row("profile dag", where, f"{own:.2f} us/stage own, {total:.2f} cumulative")
-        )
+    rows += _rows(
+        "profile chain 10k", "stage", _profile(lambda: executor.execute(dag), 10_000, 2)
+    )
     items = list(range(100_000))
-    fan = fan_out()
-    for where, own, total in _profile(lambda: executor.execute(fan, items), 100_000, 1):
-        rows.append(
-            Row(
-                "profile fan-out",
-                where,
-                f"{own:.2f} us/item own, {total:.2f} cumulative",
-            )
+    for section, fan in (
+        ("profile fan-out", fan_out()),
+        ("profile fan-out timeout", fan_out(timeout_ms=60_000)),
+    ):
+        rows += _rows(
+            section,
+            "item",
+            _profile(lambda f=fan: executor.execute(f, items), 100_000, 1),  # type: ignore[misc]  # default binds the loop value
         )
+    cancelled = blocked_pipeline(1_000, Clock(), trigger=False)
+
+    async def cancel() -> None:
+        token = trio.Event()
+        token.set()  # every stage is cancelled as soon as it starts
+        await executor.execute(cancelled, context=PipelineContext(cancel_token=token))
+
+    with (
+        open(os.devnull, "w", encoding="utf-8") as null,
+        contextlib.redirect_stderr(null),
+    ):
+        rows += _rows("profile cancel 1k", "stage", _profile(cancel, 1_000, 5))
     return rows

@@ -1,4 +1,4 @@
-"""Issue 5: microseconds per stage from 100 to 100,000 stages, validation included."""
+"""Microseconds per stage from 100 to 100,000 stages, validation included."""
 
 from __future__ import annotations
 
