@@ -528,6 +528,7 @@ def test_each_trio_run_starts_afresh() -> None:
             "token_burst applies to a token",
         ),
         ({"requests_per_second": 1, "rpm": 2}, "Extra inputs are not permitted"),
+        ({"requests_per_second": 1, "backend": "redis://x"}, "backend must be a shared"),
     ],
 )
 def test_rate_limit_validation(fields: dict[str, Any], message: str) -> None:

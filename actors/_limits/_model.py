@@ -80,6 +80,13 @@ class RateLimit(BaseModel):
                 raise ValueError(
                     f"burst must be at least 1 request, got {self.burst:g}"
                 )
+        if self.backend is not None and not callable(
+            getattr(self.backend, "admit", None)
+        ):
+            raise ValueError(
+                "backend must be a shared backend such as "
+                f"actors.limits.RedisBackend(url), got {self.backend!r}"
+            )
         if self.token_burst is not None and not has_tokens:
             raise ValueError(
                 "token_burst applies to a token rate: give tokens_per_second "
