@@ -528,7 +528,10 @@ def test_each_trio_run_starts_afresh() -> None:
             "token_burst applies to a token",
         ),
         ({"requests_per_second": 1, "rpm": 2}, "Extra inputs are not permitted"),
-        ({"requests_per_second": 1, "backend": "redis://x"}, "backend must be a shared"),
+        (
+            {"requests_per_second": 1, "backend": "redis://x"},
+            "backend must be a shared",
+        ),
     ],
 )
 def test_rate_limit_validation(fields: dict[str, Any], message: str) -> None:
@@ -598,3 +601,24 @@ def test_retry_after_of_rate_limited() -> None:
     """A RateLimited answers its own retry_after_s."""
     assert retry_after(RateLimited(retry_after_s=3.0)) == 3.0
     assert retry_after(ValueError("no response")) is None
+
+
+async def test_rate_limited_out_of_the_block_pauses(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A RateLimited with a Retry-After raised out of the block pauses the limit."""
+    limits = one(requests_per_second=2)
+    pauses: list[tuple[str, float, float]] = []
+
+    def on_pause(name: str, seconds: float, until: float) -> None:
+        pauses.append((name, seconds, until))
+
+    with pytest.raises(RateLimited):
+        async with limits.limit("api", on_pause=on_pause):
+            raise RateLimited("429", retry_after_s=4.0)
+    with pytest.raises(RateLimited):
+        async with limits.limit("api", on_pause=on_pause):
+            raise RateLimited("429 without a Retry-After")
+    assert trio.current_time() == 4.0  # granted once the pause ended
+    assert pauses == [("api", 4.0, 4.0)]
+    assert await acquire_in_order(limits, [(1, 0)] * 2) == [4.5, 5.0]

@@ -194,4 +194,3 @@ def test_import_stays_lazy() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "actors.limits\n"
-

@@ -82,6 +82,28 @@ def meters_of(spec: RateLimit) -> tuple[tuple[Meter, ...], tuple[Meter, ...]]:
     return tuple(requests), tuple(tokens)
 
 
+def impossible(
+    name: str,
+    request_meters: tuple[Meter, ...],
+    token_meters: tuple[Meter, ...],
+    requests: int,
+    tokens: float,
+) -> str | None:
+    """Return why a request could never be granted (a cost above a burst)."""
+    for meters, cost, what in (
+        (request_meters, requests, "burst"),
+        (token_meters, tokens, "token_burst"),
+    ):
+        for meter in meters:
+            if cost > meter.burst:
+                return (
+                    f"limit {name!r}: a cost of {cost:g} {meter.unit} exceeds its "
+                    f"{what} of {meter.burst:g}; it could never be granted "
+                    f"(raise {what} or split the request)"
+                )
+    return None
+
+
 class _Waiter:
     __slots__ = ("requests", "tokens", "wake")
 
@@ -129,17 +151,11 @@ class LimitState:
 
     def check(self, requests: int, tokens: float) -> None:
         """Raise ValueError if the request can never be granted."""
-        for meters, cost, what in (
-            (self.request_meters, requests, "burst"),
-            (self.token_meters, tokens, "token_burst"),
-        ):
-            for meter in meters:
-                if cost > meter.burst:
-                    raise ValueError(
-                        f"limit {self.name!r}: a cost of {cost:g} {meter.unit} "
-                        f"exceeds its {what} of {meter.burst:g}; it could never "
-                        f"be granted (raise {what} or split the request)"
-                    )
+        problem = impossible(
+            self.name, self.request_meters, self.token_meters, requests, tokens
+        )
+        if problem is not None:
+            raise ValueError(problem)
 
     def ready_at(self, requests: int, tokens: float) -> float:
         """Return when every meter conforms (and any pause is over)."""

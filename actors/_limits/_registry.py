@@ -8,8 +8,8 @@ from types import TracebackType
 
 import trio
 
-from ._meter import LimitState
-from ._model import RateLimit
+from ._meter import LimitState, impossible, meters_of
+from ._model import RateLimit, RateLimited
 
 WaitHook = Callable[[str, float, int, float], None]
 """``on_wait(name, waited_s, requests, tokens)``: called once per grant."""
@@ -90,8 +90,9 @@ class Permit:
 def _pause(state: LimitState, seconds: float, on_pause: PauseHook | None) -> float:
     if not (math.isfinite(seconds) and seconds >= 0):
         raise ValueError(f"seconds must be a finite number >= 0, got {seconds!r}")
+    before = state.paused_until
     until = state.pause(seconds, trio.current_time())
-    if on_pause is not None:
+    if on_pause is not None and until != before:
         on_pause(state.name, seconds, until)
     return until
 
@@ -99,7 +100,15 @@ def _pause(state: LimitState, seconds: float, on_pause: PauseHook | None) -> flo
 class _Acquire:
     """``async with limits.limit(...)``: the grant on entry, the slot back on exit."""
 
-    __slots__ = ("_on_pause", "_on_wait", "_permit", "_requests", "_state", "_tokens")
+    __slots__ = (
+        "_entered",
+        "_held",
+        "_on_pause",
+        "_on_wait",
+        "_requests",
+        "_state",
+        "_tokens",
+    )
 
     def __init__(
         self,
@@ -114,11 +123,13 @@ class _Acquire:
         self._tokens = tokens
         self._on_wait = on_wait
         self._on_pause = on_pause
-        self._permit: Permit | None = None
+        self._entered = False
+        self._held = False
 
     async def __aenter__(self) -> Permit:
-        if self._permit is not None:
+        if self._entered:
             raise RuntimeError("a limit's acquisition is entered once")
+        self._entered = True
         state, requests, tokens = self._state, self._requests, self._tokens
         begin = trio.current_time()
         slots = state.slots
@@ -131,8 +142,9 @@ class _Acquire:
             except BaseException:
                 slots.release_on_behalf_of(self)
                 raise
+        self._held = True
         waited = trio.current_time() - begin
-        permit = self._permit = Permit(state, requests, tokens, waited, self._on_pause)
+        permit = Permit(state, requests, tokens, waited, self._on_pause)
         if self._on_wait is not None:
             self._on_wait(state.name, waited, requests, tokens)
         return permit
@@ -143,9 +155,18 @@ class _Acquire:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self.release()
+        if isinstance(exc, RateLimited) and exc.retry_after_s is not None:
+            # The provider pushed back inside the block: the whole limit waits.
+            _pause(self._state, exc.retry_after_s, self._on_pause)
+
+    def release(self) -> None:
+        """Give the concurrency slot back (once); never blocks."""
         slots = self._state.slots
-        if slots is not None:
-            slots.release_on_behalf_of(self)
+        if self._held:
+            self._held = False
+            if slots is not None:
+                slots.release_on_behalf_of(self)
 
 
 class Limits:
@@ -215,8 +236,10 @@ class Limits:
 
         Entering it waits (FIFO) for a concurrency slot, then until every
         meter conforms, and takes them all at once; it yields a
-        :class:`Permit`. Exiting releases the slot. Entering is always a
-        checkpoint; cancelled while queued, it takes nothing.
+        :class:`Permit`. Exiting releases the slot; a :class:`RateLimited`
+        with a ``retry_after_s`` raised out of the block pauses the limit.
+        Entering is always a checkpoint; cancelled while queued, it takes
+        nothing.
 
         Raises:
             KeyError: *name* is not a limit (the message lists the known ones).
@@ -232,6 +255,10 @@ class Limits:
         state = self._state(name)
         state.check(requests, tokens)
         return _Acquire(state, requests, tokens, on_wait, on_pause)
+
+    def impossible(self, name: str, requests: int, tokens: float) -> str | None:
+        """Return why such a request could never be granted, or ``None``."""
+        return impossible(name, *meters_of(self[name]), requests, tokens)
 
     def pause(
         self, name: str, seconds: float, *, on_pause: PauseHook | None = None
