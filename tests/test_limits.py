@@ -212,7 +212,7 @@ async def test_impossible_requests_fail_at_once(
         ({"tokens": math.nan}, r"^tokens must be a finite number >= 0, got nan$"),
     ],
 )
-def test_bad_costs(arguments: dict[str, Any], message: str) -> None:
+async def test_bad_costs(arguments: dict[str, Any], message: str) -> None:
     """Negative, boolean or non-finite costs are refused."""
     with pytest.raises(ValueError, match=message):
         one(requests_per_second=1).limit("api", **arguments)

@@ -115,7 +115,10 @@ async def acquire_for(
     assert name is not None
     cost = node.definition.cost
     tokens = 0 if cost is None else cost(value) if callable(cost) else cost
-    hooks = StageLimits(run, node, state)
+    # The actor's own (set by enter_stage), unless this runs elsewhere.
+    hooks = current_limiter.get()
+    if not isinstance(hooks, StageLimits) or hooks.state is not state:
+        hooks = StageLimits(run, node, state)
     acquisition = limits.limit(name, tokens=tokens, on_pause=hooks.paused)
     permit: Permit = await acquisition.__aenter__()
     hooks.waited(name, permit.waited_s, permit.requests, permit.tokens, item)

@@ -123,6 +123,8 @@ class LimitState:
 
     __slots__ = (
         "backend",
+        "max_requests",
+        "max_tokens",
         "name",
         "paused_until",
         "queue",
@@ -137,6 +139,11 @@ class LimitState:
         self.name = name
         self.spec = spec
         self.request_meters, self.token_meters = meters_of(spec)
+        # The largest costs ever grantable, compared on every acquisition.
+        self.max_requests = min(
+            (m.burst for m in self.request_meters), default=math.inf
+        )
+        self.max_tokens = min((m.burst for m in self.token_meters), default=math.inf)
         self.slots = (
             None
             if spec.max_concurrency is None
@@ -151,6 +158,8 @@ class LimitState:
 
     def check(self, requests: int, tokens: float) -> None:
         """Raise ValueError if the request can never be granted."""
+        if requests <= self.max_requests and tokens <= self.max_tokens:
+            return
         problem = impossible(
             self.name, self.request_meters, self.token_meters, requests, tokens
         )
@@ -162,12 +171,14 @@ class LimitState:
         ready = self.paused_until
         if requests:
             for meter in self.request_meters:
-                at = meter.ready_at(requests)
-                ready = max(ready, at)
+                at = meter.tat + requests * meter.interval - meter.tau
+                if at > ready:  # noqa: PLR1730  # max() costs a call per meter
+                    ready = at
         if tokens:
             for meter in self.token_meters:
-                at = meter.ready_at(tokens)
-                ready = max(ready, at)
+                at = meter.tat + tokens * meter.interval - meter.tau
+                if at > ready:  # noqa: PLR1730  # same
+                    ready = at
         return ready
 
     def take(self, requests: int, tokens: float, now: float) -> None:

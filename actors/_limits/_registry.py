@@ -134,6 +134,21 @@ class _Acquire:
         begin = trio.current_time()
         slots = state.slots
         if slots is None:
+            if (
+                not state.queue
+                and state.backend is None
+                and state.ready_at(requests, tokens) <= begin
+            ):
+                # Granted at once (the common case, inlined): still a checkpoint,
+                # and cancelled at it, nothing is taken.
+                await trio.lowlevel.checkpoint_if_cancelled()
+                state.take(requests, tokens, begin)
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                self._held = True
+                permit = Permit(state, requests, tokens, 0.0, self._on_pause)
+                if self._on_wait is not None:
+                    self._on_wait(state.name, 0.0, requests, tokens)
+                return permit
             await state.admit(requests, tokens, checkpointed=False)
         else:
             await slots.acquire_on_behalf_of(self)
@@ -246,13 +261,16 @@ class Limits:
             ValueError: A cost is negative, or above its burst (it could never
                 be granted); nothing is taken.
         """
-        if name not in self._specs:
-            raise self._unknown(name)
+        try:
+            state = self._states.get()[name]
+        except (LookupError, KeyError):
+            if name not in self._specs:
+                raise self._unknown(name) from None
+            state = self._state(name)
         if type(requests) is not int or requests < 0:  # a bool is no count
             raise ValueError(f"requests must be an int >= 0, got {requests!r}")
-        if not (math.isfinite(tokens) and tokens >= 0):
+        if (type(tokens) is not int and not math.isfinite(tokens)) or tokens < 0:
             raise ValueError(f"tokens must be a finite number >= 0, got {tokens!r}")
-        state = self._state(name)
         state.check(requests, tokens)
         return _Acquire(state, requests, tokens, on_wait, on_pause)
 
