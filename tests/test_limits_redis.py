@@ -80,7 +80,9 @@ WORKER = textwrap.dedent(
     from actors._limits import Limits, RateLimit
     from actors.limits import RedisBackend
 
-    url, start_at, seconds = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+    url, seconds = sys.argv[1], float(sys.argv[2])
+    print("ready", flush=True)
+    start_at = float(sys.stdin.readline())  # the same instant for both workers
 
     async def main():
         limits = Limits({"shared": RateLimit(
@@ -101,11 +103,11 @@ WORKER = textwrap.dedent(
 
 def test_two_processes_share_one_quota(redis_url: str) -> None:
     """Two processes at 10 requests/s each locally get at most 10*(2+1) grants in 2 s."""
-    start_at = time.time() + 2.0  # both started (imports done) before then
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     workers = [
         subprocess.Popen(
-            [sys.executable, "-c", WORKER, redis_url, str(start_at), "2.0"],
+            [sys.executable, "-c", WORKER, redis_url, "2.0"],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=env,
@@ -113,10 +115,21 @@ def test_two_processes_share_one_quota(redis_url: str) -> None:
         )
         for _ in range(2)
     ]
+    for worker in workers:  # imports done in both before the clock starts
+        assert worker.stdout is not None
+        assert worker.stdout.readline() == "ready\n"
+    start_at = time.time() + 0.2
+    for worker in workers:
+        assert worker.stdin is not None
+        worker.stdin.write(f"{start_at}\n")
+        worker.stdin.close()
     counts = []
     for worker in workers:
-        out, err = worker.communicate(timeout=30)
-        assert worker.returncode == 0, err
+        assert worker.stdout is not None
+        assert worker.stderr is not None
+        with worker.stdout, worker.stderr:
+            out, err = worker.stdout.read(), worker.stderr.read()
+        assert worker.wait(timeout=30) == 0, err
         counts.append(int(out))
     assert sum(counts) <= 10 * (2 + 1), counts
     assert all(count > 0 for count in counts), counts
@@ -128,12 +141,11 @@ async def test_refusal_waits_for_the_window(redis_url: str) -> None:
     """A process whose share is spent by another waits until the window frees room."""
     from actors.limits import RedisBackend
 
-    rate = RateLimit(
-        requests_per_second=5,
-        burst=5,
-        backend=RedisBackend(redis_url, prefix="refusal"),
-    )
-    first, second = Limits({"api": rate}), Limits({"api": rate})
+    backend = RedisBackend(redis_url, prefix="refusal")
+    rate = RateLimit(requests_per_second=5, burst=5, backend=backend)
+    first, second = Limits({"api": rate, "warm-up": rate}), Limits({"api": rate})
+    async with first.limit("warm-up"):  # imports limits and redis, connects
+        pass
     begin = time.monotonic()
     for _ in range(5):
         async with first.limit("api"):
