@@ -622,3 +622,21 @@ async def test_rate_limited_out_of_the_block_pauses(
     assert trio.current_time() == 4.0  # granted once the pause ended
     assert pauses == [("api", 4.0, 4.0)]
     assert await acquire_in_order(limits, [(1, 0)] * 2) == [4.5, 5.0]
+
+
+async def test_a_failing_on_wait_gives_the_slot_back(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """If on_wait raises, the acquisition fails and its slot is released."""
+    limits = one(max_concurrency=1)
+
+    def broken(name: str, waited: float, requests: int, tokens: float) -> None:
+        raise RuntimeError("broken hook")
+
+    with pytest.raises(RuntimeError, match="broken hook"):
+        async with limits.limit("api", on_wait=broken):
+            pytest.fail("entered")  # pragma: no cover
+    with trio.move_on_after(1) as scope:
+        async with limits.limit("api"):
+            pass
+    assert not scope.cancelled_caught

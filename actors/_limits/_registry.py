@@ -147,7 +147,7 @@ class _Acquire:
                 self._held = True
                 permit = Permit(state, requests, tokens, 0.0, self._on_pause)
                 if self._on_wait is not None:
-                    self._on_wait(state.name, 0.0, requests, tokens)
+                    self._waited(0.0)
                 return permit
             await state.admit(requests, tokens, checkpointed=False)
         else:
@@ -161,8 +161,16 @@ class _Acquire:
         waited = trio.current_time() - begin
         permit = Permit(state, requests, tokens, waited, self._on_pause)
         if self._on_wait is not None:
-            self._on_wait(state.name, waited, requests, tokens)
+            self._waited(waited)
         return permit
+
+    def _waited(self, waited: float) -> None:
+        assert self._on_wait is not None
+        try:
+            self._on_wait(self._state.name, waited, self._requests, self._tokens)
+        except BaseException:
+            self.release()  # never entered, so never exited: the slot goes back
+            raise
 
     async def __aexit__(
         self,
