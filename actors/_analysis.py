@@ -53,6 +53,23 @@ class RetryRecord(BaseModel):
     """For a fan-out stage, the item that failed."""
 
 
+class PauseRecord(BaseModel):
+    """A named limit paused by a provider's Retry-After (a ``limit_paused`` event)."""
+
+    model_config = _FROZEN
+
+    limit: str
+    """The limit's name."""
+    stage_id: str
+    """The stage that reported it."""
+    pause_ms: float
+    """How long the limit admits nothing."""
+    until_ms: float
+    """When it resumes (ms since the run started)."""
+    at_ms: float
+    """When it was reported."""
+
+
 class StageRecord(BaseModel):
     """One stage of one run, as its events tell it (times in ms since run start).
 
@@ -102,6 +119,8 @@ class StageRecord(BaseModel):
     """Fan-out only: 95th percentile item duration."""
     item_max_ms: float | None = None
     """Fan-out only: slowest item duration."""
+    throttle_ms: float | None = None
+    """Time queued on named limits (``None``: it took none)."""
 
     @property
     def wait_ms(self) -> float | None:
@@ -149,6 +168,8 @@ class RunRecord(BaseModel):
     """Stages reported as not stopping after cancellation."""
     observer_failures: int = 0
     """How many observers raised and were disabled in this run."""
+    pauses: list[PauseRecord] = []
+    """Named limits paused by a Retry-After during the run, in order."""
 
     @property
     def counts(self) -> dict[str, int]:
@@ -311,6 +332,12 @@ class _RetryingLine(_StageLine):
     item_index: int | None = None
 
 
+class _PausedLine(_StageLine):
+    limit: str
+    pause_ms: float
+    until_ms: float
+
+
 class _StageEndedLine(_StageLine):
     status: StageStatus
     attempts: int
@@ -346,6 +373,7 @@ _KNOWN = (
         "stage_retrying",
         "stage_unresponsive",
         "observer_failed",
+        "limit_paused",
     }
 )
 
@@ -388,6 +416,18 @@ def _fold(name: str, data: dict[str, Any], builders: dict[str, _RunBuilder]) -> 
         return
     if name == "observer_failed":
         _builder(builders, base).observer_failures += 1
+        return
+    if name == "limit_paused":
+        paused = _PausedLine.model_validate(data)
+        _builder(builders, base).pauses.append(
+            PauseRecord(
+                limit=paused.limit,
+                stage_id=paused.stage_id,
+                pause_ms=paused.pause_ms,
+                until_ms=paused.until_ms,
+                at_ms=paused.at_ms,
+            )
+        )
         return
     line = _StageLine.model_validate(data)
     if name in ("stage_started", "item_started"):
@@ -478,6 +518,7 @@ class _StageBuilder:
             item_p50_ms=profile.item_p50_ms,
             item_p95_ms=profile.item_p95_ms,
             item_max_ms=profile.item_max_ms,
+            throttle_ms=profile.throttle_ms,
         )
 
 
@@ -492,6 +533,7 @@ class _RunBuilder:
     last_ms: float = 0.0
     unresponsive: list[str] = field(default_factory=list)
     observer_failures: int = 0
+    pauses: list[PauseRecord] = field(default_factory=list)
 
     def seen(self, at_ms: float) -> None:
         self.last_ms = max(self.last_ms, at_ms)
@@ -539,4 +581,5 @@ class _RunBuilder:
             critical_path=path,
             unresponsive=self.unresponsive,
             observer_failures=self.observer_failures,
+            pauses=self.pauses,
         )

@@ -150,6 +150,15 @@ def _run_summary(run: RunRecord) -> list[str]:
     if slowest:
         text = ", ".join(f"{s.stage_id} {_ms(s.duration_ms)} ms" for s in slowest)
         lines.append(f"  slowest: {text}")
+    throttled = [s for s in run.stages.values() if s.throttle_ms]
+    if throttled:
+        text = ", ".join(f"{s.stage_id} {_ms(s.throttle_ms)} ms" for s in throttled)
+        lines.append(f"  throttled by limits: {text}")
+    for pause in run.pauses:
+        lines.append(
+            f"  pause: limit {pause.limit!r} by {pause.stage_id} at "
+            f"{_ms(pause.at_ms)} ms for {_ms(pause.pause_ms)} ms (Retry-After)"
+        )
     for stage in run.stages.values():
         for retry in stage.retries:
             item = "" if retry.item_index is None else f" item {retry.item_index}"

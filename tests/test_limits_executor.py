@@ -569,3 +569,35 @@ async def test_limit_events_are_logged(autojump_clock: trio.testing.MockClock) -
     ]
     stage_log = next(e for e in logs if e["event"] == "stage_succeeded")
     assert stage_log["throttle_ms"] == 1500.0
+
+
+@pytest.mark.usefixtures("restore_structlog")
+async def test_logs_summary_shows_throttle_and_pauses(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A run's JSON log, analysed: throttle per stage and every pause, in the summary."""
+    import io
+
+    import actors.logging
+    from actors.analysis import PauseRecord, parse_log, render_summary
+
+    async def item(value: int, ctx: PipelineContext[Any]) -> int:
+        async with ctx.limit("api") as permit:
+            if value == 1:
+                permit.retry_after(1.5)
+        return value
+
+    stream = io.StringIO()
+    actors.logging.configure_json(stream, level="debug")
+    executor = PipelineExecutor(limits={"api": RateLimit(requests_per_second=2)})
+    await executor.execute(pipeline(fan(item, max_concurrency=1)), [1, 2])
+    (run,) = parse_log(stream.getvalue().splitlines()).runs
+    assert run.pauses == [
+        PauseRecord(
+            limit="api", stage_id="each", pause_ms=1500.0, until_ms=1500.0, at_ms=0.0
+        )
+    ]
+    assert run.stages["each"].throttle_ms == 1500.0
+    summary = render_summary(parse_log(stream.getvalue().splitlines()))
+    assert "  throttled by limits: each 1500 ms\n" in summary
+    assert "  pause: limit 'api' by each at 0 ms for 1500 ms (Retry-After)\n" in summary
