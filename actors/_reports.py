@@ -318,10 +318,12 @@ h1 { font-size: 1.3em; margin-bottom: .2em; }
          gap: 4px 12px; align-items: center; margin: 1.5em 0; }
 .label { font-family: ui-monospace, monospace; }
 .track { position: relative; height: 18px; background: #f3f3f3; }
-.bar, .wait, .backoff, .mark { position: absolute; top: 0; height: 100%; }
+.bar, .wait, .backoff, .paused, .mark { position: absolute; top: 0; height: 100%; }
 .bar { min-width: 2px; border-radius: 2px; }
 .wait { background: repeating-linear-gradient(90deg, #ccc 0 2px, transparent 2px 5px); }
 .backoff { background: rgba(255, 255, 255, .6); }
+.paused { background:
+          repeating-linear-gradient(45deg, #e8a33d 0 4px, transparent 4px 8px); }
 .mark { width: 8px; margin-left: -4px; border-radius: 50%; }
 .succeeded { background: #4c9a52; } .failed { background: #c9372c; }
 .skipped { background: #999; } .cancelled { background: #e0a030; }
@@ -361,6 +363,10 @@ def _timeline_html(run: RunRecord) -> str:
                 if retry.item_index is None:
                     end_ms = retry.at_ms + retry.delay_ms
                     parts.append(box("backoff", retry.at_ms, end_ms, retry.error))
+            for pause in run.pauses:
+                if pause.stage_id == stage.stage_id:
+                    tip = f"limit {pause.limit!r} paused by a Retry-After"
+                    parts.append(box("paused", pause.at_ms, pause.until_ms, tip))
         elif end is not None:
             parts.append(
                 f'<div class="mark {state}" style="left:{pct(end)}" '

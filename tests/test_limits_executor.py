@@ -579,7 +579,12 @@ async def test_logs_summary_shows_throttle_and_pauses(
     import io
 
     import actors.logging
-    from actors.analysis import PauseRecord, parse_log, render_summary
+    from actors.analysis import (
+        PauseRecord,
+        parse_log,
+        render_summary,
+        render_timeline,
+    )
 
     async def item(value: int, ctx: PipelineContext[Any]) -> int:
         async with ctx.limit("api") as permit:
@@ -601,3 +606,9 @@ async def test_logs_summary_shows_throttle_and_pauses(
     summary = render_summary(parse_log(stream.getvalue().splitlines()))
     assert "  throttled by limits: each 1500 ms\n" in summary
     assert "  pause: limit 'api' by each at 0 ms for 1500 ms (Retry-After)\n" in summary
+    page = render_timeline(run, "html")
+    assert page.count('<div class="paused"') == 1
+    assert (
+        '<div class="paused" style="left:0.000%;width:100.000%" '
+        'title="limit &#x27;api&#x27; paused by a Retry-After"></div>'
+    ) in page
