@@ -29,6 +29,8 @@ from ._definition import StageDefinition as StageDefinition
 from ._definition import StageFunction as StageFunction
 from ._diagram import render_diagram as render_diagram
 from ._events import ItemFinished as ItemFinished
+from ._events import LimitPaused as LimitPaused
+from ._events import LimitWaited as LimitWaited
 from ._events import PipelineFinished as PipelineFinished
 from ._events import PipelineStarted as PipelineStarted
 from ._events import StageFinished as StageFinished
@@ -39,6 +41,9 @@ from ._exceptions import ActorsError as ActorsError
 from ._exceptions import PipelineValidationError as PipelineValidationError
 from ._exceptions import StageContractError as StageContractError
 from ._exceptions import StageTimeoutError as StageTimeoutError
+from ._limits import RateLimit as RateLimit
+from ._limits import RateLimited as RateLimited
+from ._limits import retry_after as retry_after
 from ._logging import LoggingObserver as LoggingObserver
 from ._observers import Observer as Observer
 from ._results import PipelineResult as PipelineResult
@@ -59,6 +64,8 @@ __all__ = [
     "Condition",
     "ExecutionPattern",
     "ItemFinished",
+    "LimitPaused",
+    "LimitWaited",
     "LoggingObserver",
     "Observer",
     "PipelineContext",
@@ -70,6 +77,8 @@ __all__ = [
     "PipelineStarted",
     "PipelineStatus",
     "PipelineValidationError",
+    "RateLimit",
+    "RateLimited",
     "RetryConfig",
     "Stage",
     "StageContractError",
@@ -87,6 +96,7 @@ __all__ = [
     "cancelled_result",
     "failure_result",
     "render_diagram",
+    "retry_after",
     "run",
     "skipped_result",
     "success_result",

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic
+from typing import TYPE_CHECKING, Any, Generic
 
 import trio
 from typing_extensions import TypeVar
 
+if TYPE_CHECKING:
+    from ._limits import Permit
+
 DepsT = TypeVar("DepsT", default=None)
+
+current_limiter: ContextVar[
+    Callable[[str, int, float], AbstractAsyncContextManager[Permit]] | None
+] = ContextVar("actors_current_limiter", default=None)
+"""Set by the kernel in each stage's task: how ``ctx.limit`` reaches its run."""
 
 
 @dataclass(eq=False)
@@ -68,6 +78,33 @@ class PipelineContext(Generic[DepsT]):
     def increment_metric(self, key: str, delta: float = 1) -> None:
         """Add *delta* to the metric *key* (starting from 0)."""
         self.metrics[key] = self.metrics.get(key, 0) + delta
+
+    def limit(
+        self, name: str, *, requests: int = 1, tokens: float = 0
+    ) -> AbstractAsyncContextManager[Permit]:
+        """Take *requests* and *tokens* from the executor's limit *name*.
+
+        Use it as ``async with ctx.limit("openai", tokens=estimate) as
+        permit:`` around one provider call, then ``permit.settle(tokens=...)``
+        with the real usage. Entering waits, in FIFO order, for a
+        concurrency slot and then for every meter, and takes them all at
+        once; it is always a checkpoint, and cancelled while queued it takes
+        nothing. Exiting gives the slot back; a :class:`RateLimited` raised
+        out of the block with a ``retry_after_s`` pauses the limit. The wait
+        counts in the stage's ``throttle_ms``, not in its timeout.
+
+        Raises:
+            KeyError: *name* is not one of the executor's limits (or this is
+                not a stage run by a :class:`PipelineExecutor`).
+            ValueError: A cost is negative or above its burst.
+        """
+        limiter = current_limiter.get()
+        if limiter is None:
+            raise KeyError(
+                f"unknown limit {name!r}; known limits: none (declare them with "
+                "PipelineExecutor(limits=...); ctx.limit works inside its stages)"
+            )
+        return limiter(name, requests, tokens)
 
     def is_cancelled(self) -> bool:
         """Return True once the ``cancel_token`` has been set."""

@@ -90,6 +90,12 @@ class RetryConfig(BaseModel):
     """If set, retry only failures raised as one of these exception types."""
     jitter: float = 0.0
     """Randomise each delay by up to this fraction (0 to 1; 0 keeps it exact)."""
+    max_retry_after_ms: float = 60000
+    """Longest ``Retry-After`` a :class:`RateLimited` failure may ask to wait.
+
+    A :class:`RateLimited` is retried whatever the filters say (while
+    attempts remain), after ``max(backoff, retry_after_s)``; asking for more
+    than this fails the stage at once, saying so."""
 
     def __init__(
         self,
@@ -101,6 +107,7 @@ class RetryConfig(BaseModel):
         retryable_errors: Iterable[str] | None = None,
         retry_on: Iterable[type[BaseException]] | None = None,
         jitter: float = 0.0,
+        max_retry_after_ms: float = 60000,
     ) -> None:
         super().__init__(
             max_attempts=max_attempts,
@@ -110,6 +117,7 @@ class RetryConfig(BaseModel):
             retryable_errors=_tuple(retryable_errors),
             retry_on=None if retry_on is None else tuple(retry_on),
             jitter=jitter,
+            max_retry_after_ms=max_retry_after_ms,
         )
 
     def delay_ms(self, attempt: int) -> float:
@@ -173,6 +181,14 @@ class StageDefinition(BaseModel):
     """FAN_OUT only: items running at once (``None``: all of them)."""
     description: str | None = None
     """Free text, shown in diagrams."""
+    rate_limit: str | None = None
+    """The executor's named limit each attempt takes (per item for FAN_OUT).
+
+    The name is checked by ``execute`` against the executor's ``limits``;
+    ``validate_pipeline()`` cannot see them."""
+    cost: Any = None
+    """Tokens each attempt takes from ``rate_limit``: an int, or a function
+    of the stage's input returning one (``None``: no tokens)."""
 
     def __init__(
         self,
@@ -187,6 +203,8 @@ class StageDefinition(BaseModel):
         critical: bool = True,
         max_concurrency: int | None = None,
         description: str | None = None,
+        rate_limit: str | None = None,
+        cost: int | Callable[[Any], int] | None = None,
     ) -> None:
         super().__init__(
             id=id,
@@ -199,6 +217,8 @@ class StageDefinition(BaseModel):
             critical=critical,
             max_concurrency=max_concurrency,
             description=description,
+            rate_limit=rate_limit,
+            cost=cost,
         )
 
 

@@ -98,6 +98,42 @@ class StageUnresponsive:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LimitWaited:
+    """A stage (or fan-out item) was granted a named limit.
+
+    ``waited_ms`` is the time it queued (for a concurrency slot and the
+    meters); 0 when the limit did not bind.
+    """
+
+    run_id: str
+    pipeline: str
+    stage_id: str
+    limit: str
+    waited_ms: float
+    requests: int
+    tokens: float
+    at_ms: float
+    item_index: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LimitPaused:
+    """A named limit was paused (a provider's Retry-After) until ``until_ms``.
+
+    Every stage and run sharing the limit waits; ``stage_id`` is the stage
+    that reported it.
+    """
+
+    run_id: str
+    pipeline: str
+    stage_id: str
+    limit: str
+    pause_ms: float
+    until_ms: float
+    at_ms: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PipelineFinished:
     """A run ended; ``result`` is what ``execute`` returns."""
 

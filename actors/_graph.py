@@ -225,6 +225,27 @@ def _check_stage(errors: list[str], stage: StageDefinition) -> None:
         )
     if stage.retry_config is not None:
         _check_retry(errors, where, stage.retry_config)
+    if stage.rate_limit is not None or stage.cost is not None:
+        _check_limit(errors, where, stage)
+
+
+def _check_limit(errors: list[str], where: str, stage: StageDefinition) -> None:
+    """Check ``rate_limit=`` and ``cost=``; the name itself is checked by execute."""
+    if stage.rate_limit is None:
+        errors.append(f"{where}: cost applies only with a rate_limit")
+    elif not stage.rate_limit.strip():
+        errors.append(
+            f"{where}: rate_limit must name one of the executor's limits, "
+            f"got {stage.rate_limit!r}"
+        )
+    cost = stage.cost
+    if cost is None or callable(cost):
+        return
+    if isinstance(cost, bool) or not isinstance(cost, int) or cost < 0:
+        errors.append(
+            f"{where}: cost must be a token count >= 0 or a function of the "
+            f"input, got {cost!r}"
+        )
 
 
 def _check_timeout(
@@ -256,6 +277,8 @@ def _check_retry(errors: list[str], where: str, retry: RetryConfig) -> None:
         )
     if math.isnan(retry.jitter) or not 0 <= retry.jitter <= 1:
         bad(f"jitter must be between 0 and 1, got {retry.jitter}")
+    if math.isnan(retry.max_retry_after_ms) or retry.max_retry_after_ms < 0:
+        bad(f"max_retry_after_ms must be >= 0, got {retry.max_retry_after_ms}")
 
 
 def _cycles(ids: list[str], inputs: list[tuple[int, ...]]) -> list[str]:

@@ -24,6 +24,8 @@ import structlog
 
 from ._events import (
     ItemFinished,
+    LimitPaused,
+    LimitWaited,
     PipelineFinished,
     PipelineStarted,
     StageFinished,
@@ -58,6 +60,8 @@ _HOOK_LEVELS: dict[str, frozenset[int]] = {
     "item_finished": frozenset({DEBUG}),
     "stage_finished": frozenset(level for _, level in _STAGE_EVENT.values()),
     "stage_unresponsive": frozenset({WARNING}),
+    "limit_waited": frozenset({DEBUG}),
+    "limit_paused": frozenset({WARNING}),
     "pipeline_finished": frozenset({INFO, WARNING, ERROR}),
 }
 
@@ -159,6 +163,7 @@ _DETAIL = frozenset(
         "item_p95_ms",
         "item_max_ms",
         "item_running_ms",
+        "throttle_ms",
         "counts",
         "critical_path",
         "dependencies",
@@ -346,6 +351,38 @@ class LoggingObserver(Observer):
                 "pipeline": event.pipeline,
                 "stage_id": event.stage_id,
                 "cancelled_at_ms": event.cancelled_at_ms,
+                "at_ms": event.at_ms,
+            },
+        )
+
+    def limit_waited(self, event: LimitWaited) -> None:
+        """Log ``limit_waited`` at debug level (one per grant)."""
+        fields: dict[str, Any] = {
+            "run_id": event.run_id,
+            "pipeline": event.pipeline,
+            "stage_id": event.stage_id,
+            "limit": event.limit,
+            "waited_ms": event.waited_ms,
+            "requests": event.requests,
+            "tokens": event.tokens,
+            "at_ms": event.at_ms,
+        }
+        if event.item_index is not None:
+            fields["item_index"] = event.item_index
+        self._sink.write(DEBUG, "limit_waited", fields)
+
+    def limit_paused(self, event: LimitPaused) -> None:
+        """Log ``limit_paused`` as a warning: a provider pushed back."""
+        self._sink.write(
+            WARNING,
+            "limit_paused",
+            {
+                "run_id": event.run_id,
+                "pipeline": event.pipeline,
+                "stage_id": event.stage_id,
+                "limit": event.limit,
+                "pause_ms": event.pause_ms,
+                "until_ms": event.until_ms,
                 "at_ms": event.at_ms,
             },
         )

@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterable
 
 from ._events import (
     ItemFinished,
+    LimitPaused,
+    LimitWaited,
     PipelineFinished,
     PipelineStarted,
     StageFinished,
@@ -52,6 +54,12 @@ class Observer:
     def stage_unresponsive(self, event: StageUnresponsive) -> None:
         """A cancelled stage is still running after the grace period."""
 
+    def limit_waited(self, event: LimitWaited) -> None:
+        """A stage or item was granted a named limit (after queueing, maybe)."""
+
+    def limit_paused(self, event: LimitPaused) -> None:
+        """A named limit was paused by a provider's Retry-After."""
+
     def pipeline_finished(self, event: PipelineFinished) -> None:
         """A run ended."""
 
@@ -64,6 +72,8 @@ HOOKS = (
     "item_finished",
     "stage_finished",
     "stage_unresponsive",
+    "limit_waited",
+    "limit_paused",
     "pipeline_finished",
 )
 
@@ -105,6 +115,8 @@ class Dispatch:
     item_finished: list[Observer]
     stage_finished: list[Observer]
     stage_unresponsive: list[Observer]
+    limit_waited: list[Observer]
+    limit_paused: list[Observer]
     pipeline_finished: list[Observer]
 
     def __init__(self, observers: Iterable[Observer], report: FailureReport) -> None:

@@ -75,6 +75,9 @@ class StageProfile(BaseModel):
     """Fan-out only: the slowest item's duration."""
     item_running_ms: float | None = None
     """Fan-out only: time spent inside item attempts, summed over items."""
+    throttle_ms: float | None = None
+    """Time queued on named limits (fan-out: summed over items); ``None`` if
+    the stage took none. Not part of any attempt's running time or timeout."""
 
     @property
     def running_ms(self) -> float:

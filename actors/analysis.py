@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from ._analysis import (
     LogReport,
+    PauseRecord,
     RetryRecord,
     RunRecord,
     StageRecord,
@@ -32,6 +33,7 @@ from ._util import fix_module_names as _fix_module_names
 
 __all__ = [
     "LogReport",
+    "PauseRecord",
     "RetryRecord",
     "RunRecord",
     "StageRecord",

@@ -7,7 +7,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from . import _cancel, _dag, _fanout, _makespan, _memory, _profile, _scaling
+from . import _cancel, _dag, _fanout, _limits, _makespan, _memory, _profile, _scaling
 from ._common import Row, machine, table
 
 PARTS: dict[str, Callable[[bool], list[Row]]] = {
@@ -19,6 +19,7 @@ PARTS: dict[str, Callable[[bool], list[Row]]] = {
     "makespan": _makespan.run,
 }
 EXTRA: dict[str, Callable[[bool], list[Row]]] = {
+    "limits": _limits.run,
     "profile": _profile.run,
 }
 """Parts run only when named (they are diagnostics, not measurements)."""

@@ -19,7 +19,13 @@ from actors._cli._target import load_module
 
 ROOT = Path(__file__).parent.parent
 EXAMPLES = ROOT / "examples"
-NAMES = ["audio_sequencer", "embedded_app", "fan_out", "retries_and_timeouts"]
+NAMES = [
+    "audio_sequencer",
+    "embedded_app",
+    "fan_out",
+    "llm_quota",
+    "retries_and_timeouts",
+]
 
 
 def example(name: str) -> ModuleType:
@@ -119,6 +125,34 @@ async def test_fan_out_keeps_input_order(
     assert profile is not None
     assert (profile.items, profile.item_p50_ms, profile.item_p95_ms) == (10, 50, 80)
     assert result.total_duration_ms == 180.0
+
+
+async def test_llm_quota_has_no_429_with_the_limit(
+    autojump_clock: trio.testing.MockClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The shared limit paces every call: many 429s without it, none with it."""
+    found = await example("llm_quota").main()
+    assert found == {
+        "without a limit": (40, 410, 31.0),
+        "with the limit": (40, 0, 30.5),
+    }
+    assert capsys.readouterr().out == (
+        "without a limit  40 answers, 410 x 429,  31.0 s\n"
+        "with the limit   40 answers,   0 x 429,  30.5 s\n"
+    )
+
+
+def test_llm_quota_prints_only_its_own_output() -> None:
+    """Run as a script with default logging: its two lines, nothing on stderr."""
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "llm_quota.py")],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert (done.stdout.count("\n"), done.stderr) == (2, "")
+    assert "0 x 429" in done.stdout.splitlines()[1]
 
 
 async def test_retries_and_timeouts_follow_the_schedule(

@@ -37,6 +37,7 @@ LAYERS: dict[str, int] = {
     "_log_config": 3,
     # 4: the kernel, in its own order (see KERNEL)
     "_core": 4,
+    "_limits": 4,
     # 5: tools built on runs and logs
     "_diagram": 5,
     "_analysis": 5,
@@ -48,12 +49,14 @@ LAYERS: dict[str, int] = {
     "analysis": 6,
     "logging": 6,
     "aio": 6,
+    "limits": 6,
 }
 
 # Inside the kernel: what the supervisor and actors share comes first, the
 # supervisor that owns everything last.
 KERNEL = [
     "_state",
+    "_limiting",
     "_wiring",
     "_attempts",
     "_fan_out",

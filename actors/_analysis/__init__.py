@@ -8,6 +8,9 @@ from ._records import (
     LogReport as LogReport,
 )
 from ._records import (
+    PauseRecord as PauseRecord,
+)
+from ._records import (
     RetryRecord as RetryRecord,
 )
 from ._records import (

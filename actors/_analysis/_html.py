@@ -43,7 +43,10 @@ h1 { font-size: 1.35em; margin: 0 0 .2em; }
 .tick { position: absolute; top: 0; height: 6px; border-left: 1px solid #888; }
 .tick span { position: absolute; top: 6px; left: 0; transform: translateX(-50%);
              font-size: .8em; color: #555; white-space: nowrap; }
-.bar, .wait, .backoff, .mark, .retry { position: absolute; top: 0; height: 100%; }
+.bar, .wait, .backoff, .paused, .mark, .retry { position: absolute; top: 0;
+  height: 100%; }
+.paused { background:
+  repeating-linear-gradient(45deg, #e8a33d 0 4px, transparent 4px 8px); }
 .bar { min-width: 2px; border-radius: 2px; box-sizing: border-box; }
 .wait { background: repeating-linear-gradient(90deg, #bbb 0 2px, transparent 2px 5px); }
 .backoff { background: repeating-linear-gradient(45deg, rgba(255,255,255,.85) 0 3px,
@@ -243,6 +246,10 @@ def _stage_row(run: RunRecord, stage: StageRecord, scale: _Scale) -> list[str]:
                     f'<div class="retry" style="left:{pct(retry.at_ms)}" '
                     f'title="{_text(failed)}"></div>'
                 )
+        for pause in run.pauses:
+            if pause.stage_id == stage.stage_id:
+                tip = f"limit {pause.limit!r} paused by a Retry-After"
+                parts.append(box("paused", pause.at_ms, pause.until_ms, tip))
     elif end is not None:
         parts.append(
             f'<div class="mark {state}" style="left:{pct(end)}" '

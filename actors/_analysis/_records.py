@@ -60,6 +60,23 @@ class RetryRecord(BaseModel):
     """For a fan-out stage, the item that failed."""
 
 
+class PauseRecord(BaseModel):
+    """A named limit paused by a provider's Retry-After (a ``limit_paused`` event)."""
+
+    model_config = _FROZEN
+
+    limit: str
+    """The limit's name."""
+    stage_id: str
+    """The stage that reported it."""
+    pause_ms: float
+    """How long the limit admits nothing."""
+    until_ms: float
+    """When it resumes (ms since the run started)."""
+    at_ms: float
+    """When it was reported."""
+
+
 class StageRecord(BaseModel):
     """One stage of one run, as its events tell it (times in ms since run start).
 
@@ -140,6 +157,9 @@ class StageRecord(BaseModel):
             peak = max(peak, running)
         return peak
 
+    throttle_ms: float | None = None
+    """Time queued on named limits (``None``: it took none)."""
+
     @property
     def wait_ms(self) -> float | None:
         """Time spent waiting for its inputs (the run starts every stage at 0)."""
@@ -188,6 +208,8 @@ class RunRecord(BaseModel):
     """How many observers raised and were disabled in this run."""
     problems: list[str] = []
     """What in the log cannot be true of a run (a dependency cycle, say)."""
+    pauses: list[PauseRecord] = []
+    """Named limits paused by a Retry-After during the run, in order."""
 
     @property
     def counts(self) -> dict[str, int]:
@@ -382,6 +404,12 @@ class _RetryingLine(_StageLine):
     item_index: int | None = None
 
 
+class _PausedLine(_StageLine):
+    limit: str
+    pause_ms: float
+    until_ms: float
+
+
 class _StageEndedLine(_StageLine):
     status: StageStatus
     attempts: int
@@ -422,6 +450,7 @@ _KNOWN = (
         "stage_retrying",
         "stage_unresponsive",
         "observer_failed",
+        "limit_paused",
     }
 )
 
@@ -483,6 +512,18 @@ def _fold(name: str, data: dict[str, Any], builders: dict[str, _RunBuilder]) -> 
         return
     if name == "observer_failed":
         _builder(builders, base).observer_failures += 1
+        return
+    if name == "limit_paused":
+        paused = _PausedLine.model_validate(data)
+        _builder(builders, base).pauses.append(
+            PauseRecord(
+                limit=paused.limit,
+                stage_id=paused.stage_id,
+                pause_ms=paused.pause_ms,
+                until_ms=paused.until_ms,
+                at_ms=paused.at_ms,
+            )
+        )
         return
     line = _StageLine.model_validate(data)
     if name in ("stage_started", "item_started"):
@@ -628,6 +669,7 @@ class _StageBuilder:
             item_running_ms=profile.item_running_ms,
             item_spans=tuple(sorted(self.item_spans)),
             traceback=_traceback_text(end.exception),
+            throttle_ms=profile.throttle_ms,
         )
 
 
@@ -642,6 +684,7 @@ class _RunBuilder:
     last_ms: float = 0.0
     unresponsive: list[str] = field(default_factory=list)
     observer_failures: int = 0
+    pauses: list[PauseRecord] = field(default_factory=list)
 
     def seen(self, at_ms: float) -> None:
         self.last_ms = max(self.last_ms, at_ms)
@@ -691,6 +734,7 @@ class _RunBuilder:
             unresponsive=self.unresponsive,
             observer_failures=self.observer_failures,
             problems=problems,
+            pauses=self.pauses,
         )
 
 

@@ -140,6 +140,18 @@ def _run_summary(run: RunRecord, *, verbose: bool) -> list[str]:
     if slowest:
         text = ", ".join(f"{s.stage_id} {format_ms(s.duration_ms)}" for s in slowest)
         lines.append(f"  slowest: {text}")
+    throttled = [s for s in run.stages.values() if s.throttle_ms]
+    if throttled:
+        text = ", ".join(
+            f"{s.stage_id} {format_ms(s.throttle_ms or 0.0)}" for s in throttled
+        )
+        lines.append(f"  throttled by limits: {text}")
+    for pause in run.pauses:
+        lines.append(
+            f"  pause: limit {printable(pause.limit)!r} by "
+            f"{printable(pause.stage_id)} at {format_ms(pause.at_ms)} for "
+            f"{format_ms(pause.pause_ms)} (Retry-After)"
+        )
     for stage in run.stages.values():
         if stage.retries:
             lines += _retries(stage, verbose=verbose)

@@ -11,6 +11,7 @@ from .._definition import ExecutionPattern
 from .._results import StageResult, StageStatus
 from ._attempts import Outcome, attempts, evaluate, failed
 from ._fan_out import fan_out
+from ._limiting import enter_stage
 from ._state import new_result
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ class Actor:
         """Wait for every input, run the stage, send its result downstream."""
         try:
             structlog.contextvars.bind_contextvars(stage_id=self.node.id)
+            enter_stage(self.run, self.node, self.state)
             # Received here, not in a helper coroutine: thousands of actors
             # wait at once, and each frame on their stacks is garbage
             # collector work for as long as they wait.

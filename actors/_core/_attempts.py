@@ -10,8 +10,10 @@ import trio
 
 from .._events import StageRetrying, StageStarted
 from .._exceptions import StageContractError, StageTimeoutError
+from .._limits import RateLimited
 from .._results import StageResult
 from .._util import describe, leaves
+from ._limiting import acquire_for, pushed_back
 
 if TYPE_CHECKING:
     from .._graph import Node
@@ -94,6 +96,7 @@ async def attempts(
     retry, call, context = node.retry, node.call, run.context
     timeout, clock, dispatch = node.timeout_s, run.clock, run.dispatch
     returns_result = node.returns_result
+    limited = node.definition.rate_limit
     first_begin = None
     attempt = 0
     while True:
@@ -112,7 +115,17 @@ async def attempts(
         begin = clock.current_time()
         if first_begin is None:
             first_begin = begin
+        acquired, refused = None, None
+        if limited is not None:
+            # Queued on the limit: throttle time, not the attempt's.
+            try:
+                acquired = await acquire_for(run, node, state, value, item)
+            except Exception as exc:
+                refused = exc
+            begin = clock.current_time()
         try:
+            if refused is not None:
+                raise refused
             if timeout is None:
                 raw = await call(value, context)
             else:
@@ -161,6 +174,9 @@ async def attempts(
             # GeneratorExit, asyncio.CancelledError, a BaseException of the
             # stage's own: a failure of this stage, not of the caller's run.
             outcome = failed(exc)
+        finally:
+            if acquired is not None:
+                acquired.release()
         end = clock.current_time()
         if item is None:
             _ran(state, item, end - begin)
@@ -178,12 +194,30 @@ async def attempts(
             await trio.lowlevel.checkpoint()
         outcome.attempts = attempt
         outcome.begin, outcome.end = first_begin, end
-        if outcome.ok or (
-            attempt >= retry.max_attempts
-            or not retry.should_retry(outcome.error, outcome.exception)
+        if outcome.ok:
+            return outcome
+        if isinstance(outcome.exception, RateLimited):
+            # Retried whatever the filters say, after the Retry-After.
+            after = outcome.exception.retry_after_s
+            pushed_back(run, node, state, after)
+            if attempt >= retry.max_attempts:
+                return outcome
+            delay_ms = retry.delay_ms(attempt + 1)
+            if after is not None:
+                if after * 1000 > retry.max_retry_after_ms:
+                    outcome.error += (
+                        f"; Retry-After of {after * 1000:g} ms exceeds "
+                        f"max_retry_after_ms ({retry.max_retry_after_ms:g} ms): "
+                        "not retried"
+                    )
+                    return outcome
+                delay_ms = max(delay_ms, after * 1000)
+        elif attempt >= retry.max_attempts or not retry.should_retry(
+            outcome.error, outcome.exception
         ):
             return outcome
-        delay_ms = retry.delay_ms(attempt + 1)
+        else:
+            delay_ms = retry.delay_ms(attempt + 1)
         if dispatch.stage_retrying:
             exc_type = outcome.exception
             event = StageRetrying(

@@ -21,6 +21,7 @@ from .._results import (
 if TYPE_CHECKING:
     from .._context import PipelineContext
     from .._graph import Graph, Node
+    from .._limits import Limits
     from .._observers import Dispatch
     from .._sketch import DurationSketch
 
@@ -47,6 +48,8 @@ class StageState:
     stopped_at: float | None = None
     """Clock time its actor ended, if the run was cancelled by then."""
     named_unresponsive: bool = False
+    throttle_ms: float | None = None
+    """Time queued on named limits, once the stage took one."""
 
     def profile(self, finished_at_ms: float) -> StageProfile:
         """Freeze what was measured into a profile."""
@@ -72,6 +75,9 @@ class StageState:
             item_running_ms=None
             if self.items is None
             else round(self.item_running_ms, 6),
+            throttle_ms=None
+            if self.throttle_ms is None
+            else round(self.throttle_ms, 6),
         )
 
     def cancelled(self, node: Node, why: str, now_ms: float) -> StageResult[Any]:
@@ -115,6 +121,7 @@ class RunState:
         "dispatch",
         "grace_s",
         "graph",
+        "limits",
         "reason",
         "results",
         "run_id",
@@ -130,8 +137,10 @@ class RunState:
         context: PipelineContext[Any],
         dispatch: Dispatch,
         grace_s: float,
+        limits: Limits | None = None,
     ) -> None:
         self.graph = graph
+        self.limits = limits
         self.context = context
         self.dispatch = dispatch
         self.grace_s = grace_s

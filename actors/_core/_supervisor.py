@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import structlog
@@ -12,8 +12,10 @@ import trio
 from .._context import PipelineContext
 from .._definition import PipelineDefinition
 from .._events import PipelineFinished, PipelineStarted, StageUnresponsive
+from .._exceptions import PipelineValidationError
 from .._graph import graph_of
 from .._host_check import require_trio
+from .._limits import Limits, RateLimit
 from .._logging import LoggingObserver, report_observer_failure
 from .._observers import Dispatch, Observer, check_observers
 from .._results import (
@@ -25,6 +27,7 @@ from .._results import (
 )
 from .._util import leaves
 from ._actor import Actor
+from ._limiting import check_limits
 from ._state import RunState
 from ._wiring import wire
 
@@ -40,6 +43,9 @@ class PipelineExecutor:
             levels cost anything.
         unresponsive_after_ms: Once a run is cancelled, a stage still running
             after this long is reported by a ``stage_unresponsive`` event.
+        limits: Named quotas (:class:`RateLimit`) shared by every run, stage
+            and item of this executor: taken with ``ctx.limit(name, ...)`` or
+            a stage's ``rate_limit=``.
     """
 
     def __init__(
@@ -48,12 +54,14 @@ class PipelineExecutor:
         observers: Iterable[Observer] = (),
         log_events: bool = True,
         unresponsive_after_ms: float = 1000,
+        limits: Mapping[str, RateLimit] | None = None,
     ) -> None:
         if not (math.isfinite(unresponsive_after_ms) and unresponsive_after_ms >= 0):
             raise ValueError(
                 "unresponsive_after_ms must be a finite number >= 0, "
                 f"got {unresponsive_after_ms!r}"
             )
+        self._limits = Limits(limits or {})
         self._observers = tuple(observers)
         check_observers(self._observers)
         self._log_events = log_events
@@ -80,12 +88,17 @@ class PipelineExecutor:
         stage has stopped. No task outlives the call.
 
         Raises:
-            PipelineValidationError: The definition is invalid; nothing ran.
+            PipelineValidationError: The definition is invalid (a stage's
+                ``rate_limit`` naming none of this executor's limits
+                included); nothing ran.
             RuntimeError: Called from asyncio, not trio; the message names
                 :mod:`actors.aio`, which runs pipelines for asyncio code.
         """
         require_trio()
         graph = graph_of(pipeline)
+        limit_errors = check_limits(graph, self._limits)
+        if limit_errors:
+            raise PipelineValidationError(graph.name, limit_errors)
         if context is None:
             context = PipelineContext()
         observers = tuple(observers)
@@ -94,7 +107,10 @@ class PipelineExecutor:
         if self._log_events:
             every = (LoggingObserver(), *every)
         dispatch = Dispatch(every, report_observer_failure)
-        supervisor = Supervisor(RunState(graph, context, dispatch, self._grace_s))
+        limits = self._limits if self._limits.names else None
+        supervisor = Supervisor(
+            RunState(graph, context, dispatch, self._grace_s, limits)
+        )
         try:
             return await supervisor.run(initial_input)
         except BaseExceptionGroup as group:

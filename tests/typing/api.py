@@ -22,6 +22,7 @@ from actors import (
     run,
     success_result,
 )
+from actors.limits import Permit, RateLimit, RateLimited, RedisBackend, retry_after
 
 
 @dataclass
@@ -80,3 +81,42 @@ async def main() -> None:
         assert_type(stage.status, StageStatus)
     assert_type(success_result(3), StageResult[int])
     assert_type(run(definition, "x"), PipelineResult)
+
+
+async def summarize_within_quota(doc: str, context: PipelineContext[Deps]) -> str:
+    """A stage that takes a share of a provider's quota around its call."""
+    async with context.limit("openai", tokens=len(doc) // 4 + 200) as permit:
+        assert_type(permit, Permit)
+        permit.settle(tokens=180)
+        try:
+            await trio.lowlevel.checkpoint()
+        except ConnectionError as exc:
+            raise RateLimited("429", retry_after_s=retry_after(exc)) from exc
+    return doc
+
+
+async def quotas() -> None:
+    """Declare limits on the executor, take them in stages or by declaration."""
+    executor = PipelineExecutor(
+        limits={
+            "openai": RateLimit(requests_per_minute=500, tokens_per_minute=200_000),
+            "shared": RateLimit(
+                requests_per_second=10, backend=RedisBackend("redis://localhost/0")
+            ),
+        }
+    )
+    definition = PipelineDefinition(
+        name="quota",
+        stages=[
+            StageDefinition("a", summarize_within_quota),
+            StageDefinition(
+                "b",
+                summarize_within_quota,
+                inputs=["a"],
+                rate_limit="shared",
+                cost=len,
+                retry_config=RetryConfig(max_attempts=3, max_retry_after_ms=30_000),
+            ),
+        ],
+    )
+    assert_type(await executor.execute(definition, "x"), PipelineResult)
