@@ -16,13 +16,13 @@ import trio
 
 from ._offload import (
     DaskOffloader,
-    Offloader,
     ProcessOffloader,
     ThreadOffloader,
     to_dask,
     to_process,
     to_thread,
 )
+from ._offloader import Offloader
 
 if TYPE_CHECKING:
     from distributed import Client

@@ -13,7 +13,8 @@ import trio
 from offload_work import HoldsLock, async_stage, needs_context, square, wait_until
 
 from actors import offload
-from actors._offload import offload_problem, reporting_orphans
+from actors._offload import reporting_orphans
+from actors._offloader import offload_problem
 
 Orphans = list[tuple[str, str | None]]
 

@@ -25,7 +25,7 @@ from offload_work import (
 )
 
 from actors import offload
-from actors._offload import offload_problem
+from actors._offloader import offload_problem
 
 if TYPE_CHECKING:
     from distributed import Client

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
-from ._protocol import OnOrphaned, current_reporter
+from .._offloader import OnOrphaned
+from ._orphans import current_reporter
 
 if TYPE_CHECKING:
     from distributed import Client

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import trio
 
-from ._protocol import OnOrphaned
+from .._offloader import OnOrphaned
 
 OutputT = TypeVar("OutputT")
 

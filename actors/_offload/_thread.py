@@ -8,7 +8,8 @@ from typing import Any, TypeVar
 
 import trio
 
-from ._protocol import OnOrphaned, current_reporter
+from .._offloader import OnOrphaned
+from ._orphans import current_reporter
 
 OutputT = TypeVar("OutputT")
 

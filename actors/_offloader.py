@@ -1,11 +1,14 @@
-"""The Offloader protocol, the orphan reporter, and offload validation."""
+"""The Offloader protocol and the validation of offloaded stages.
+
+Declarations only, like ``_definition`` (which types ``offload=`` with it)
+and ``_graph`` (which validates with it): no trio, no backend. The backends
+live in ``_offload/``.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-from collections.abc import Callable, Iterator
-from contextvars import ContextVar
+from collections.abc import Callable
 from typing import Any, Protocol, TypeAlias, TypeVar, runtime_checkable
 
 InputT = TypeVar("InputT")
@@ -50,34 +53,6 @@ class Offloader(Protocol):
         sentence "cannot be offloaded: ...". Never raises; never blocks.
         """
         ...
-
-
-_reporter: ContextVar[OnOrphaned | None] = ContextVar(
-    "actors_offload_orphan_reporter", default=None
-)
-
-
-@contextlib.contextmanager
-def reporting_orphans(on_orphaned: OnOrphaned) -> Iterator[None]:
-    """Let ``to_thread``/``to_process``/``to_dask`` in this task report orphans.
-
-    The attempt loop enters it around a stage's call, so the helpers used
-    inside an async stage report through the run's ``offload_orphaned`` event.
-    """
-    token = _reporter.set(on_orphaned)
-    try:
-        yield
-    finally:
-        _reporter.reset(token)
-
-
-def _ignore_orphan(backend: str, key: str | None) -> None:
-    """The reporter outside a run: nobody is listening."""
-
-
-def current_reporter() -> OnOrphaned:
-    """Return the orphan reporter installed for this task, or a no-op."""
-    return _reporter.get() or _ignore_orphan
 
 
 def _name(fn: Callable[..., Any]) -> str:
