@@ -15,6 +15,7 @@ from ._results import StageResult
 
 if TYPE_CHECKING:
     from ._graph import Graph
+    from ._offloader import Offloader
 
 # Each model spells out its own ConfigDict(...): the pydantic mypy plugin reads
 # only a literal call there, and it is what shows users' type checkers that
@@ -156,7 +157,8 @@ class StageDefinition(BaseModel):
     id: str
     """Unique id; other stages name it in ``inputs``."""
     stage: Any
-    """A :class:`PipelineStage` object or an ``async def fn(input, context)``."""
+    """A :class:`PipelineStage` object or an ``async def fn(input, context)``;
+    with ``offload``, a sync ``fn(input)``."""
     pattern: ExecutionPattern = ExecutionPattern.SEQUENTIAL
     """How it runs."""
     inputs: tuple[str, ...] = ()
@@ -173,11 +175,16 @@ class StageDefinition(BaseModel):
     """FAN_OUT only: items running at once (``None``: all of them)."""
     description: str | None = None
     """Free text, shown in diagrams."""
+    offload: Any = None
+    """Where the function runs: ``offload.thread()``, ``offload.process()`` or
+    ``offload.dask(client)`` (any :class:`~actors.abc.Offloader`); the stage is
+    then a plain sync callable taking the input alone. ``None``: on the event
+    loop."""
 
     def __init__(
         self,
         id: str,
-        stage: Stage,
+        stage: Stage | Callable[[Any], Any],
         *,
         pattern: ExecutionPattern = ExecutionPattern.SEQUENTIAL,
         inputs: Iterable[str] = (),
@@ -187,6 +194,7 @@ class StageDefinition(BaseModel):
         critical: bool = True,
         max_concurrency: int | None = None,
         description: str | None = None,
+        offload: Offloader | None = None,
     ) -> None:
         super().__init__(
             id=id,
@@ -199,6 +207,7 @@ class StageDefinition(BaseModel):
             critical=critical,
             max_concurrency=max_concurrency,
             description=description,
+            offload=offload,
         )
 
 
