@@ -24,6 +24,7 @@ import structlog
 
 from ._events import (
     ItemFinished,
+    OffloadOrphaned,
     PipelineFinished,
     PipelineStarted,
     StageFinished,
@@ -58,6 +59,7 @@ _HOOK_LEVELS: dict[str, frozenset[int]] = {
     "item_finished": frozenset({DEBUG}),
     "stage_finished": frozenset(level for _, level in _STAGE_EVENT.values()),
     "stage_unresponsive": frozenset({WARNING}),
+    "offload_orphaned": frozenset({WARNING}),
     "pipeline_finished": frozenset({INFO, WARNING, ERROR}),
 }
 
@@ -346,6 +348,22 @@ class LoggingObserver(Observer):
                 "pipeline": event.pipeline,
                 "stage_id": event.stage_id,
                 "cancelled_at_ms": event.cancelled_at_ms,
+                "at_ms": event.at_ms,
+            },
+        )
+
+    def offload_orphaned(self, event: OffloadOrphaned) -> None:
+        """Log ``offload_orphaned`` as a warning: cancelled work may still run."""
+        self._sink.write(
+            WARNING,
+            "offload_orphaned",
+            {
+                "run_id": event.run_id,
+                "pipeline": event.pipeline,
+                "stage_id": event.stage_id,
+                "item_index": event.item_index,
+                "backend": event.backend,
+                "key": event.key,
                 "at_ms": event.at_ms,
             },
         )

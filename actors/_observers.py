@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 
 from ._events import (
     ItemFinished,
+    OffloadOrphaned,
     PipelineFinished,
     PipelineStarted,
     StageFinished,
@@ -52,6 +53,9 @@ class Observer:
     def stage_unresponsive(self, event: StageUnresponsive) -> None:
         """A cancelled stage is still running after the grace period."""
 
+    def offload_orphaned(self, event: OffloadOrphaned) -> None:
+        """A cancelled offloaded call may still run in a thread or on Dask."""
+
     def pipeline_finished(self, event: PipelineFinished) -> None:
         """A run ended."""
 
@@ -64,6 +68,7 @@ HOOKS = (
     "item_finished",
     "stage_finished",
     "stage_unresponsive",
+    "offload_orphaned",
     "pipeline_finished",
 )
 
@@ -105,6 +110,7 @@ class Dispatch:
     item_finished: list[Observer]
     stage_finished: list[Observer]
     stage_unresponsive: list[Observer]
+    offload_orphaned: list[Observer]
     pipeline_finished: list[Observer]
 
     def __init__(self, observers: Iterable[Observer], report: FailureReport) -> None:

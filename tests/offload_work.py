@@ -83,3 +83,29 @@ def wait_until(condition: Callable[[], object], seconds: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"still false after {seconds} s: {condition}")
         time.sleep(0.01)
+
+
+def slow_first_time(folder: str) -> str:
+    """Block 1 s the first time it is called for *folder*; return at once after."""
+    first = Path(folder, "first")
+    if not first.exists():
+        first.write_text("")
+        time.sleep(1.0)
+        return "slow"
+    return "fast"
+
+
+def read_pid(path: str | Path) -> int:
+    """Return the pid a worker wrote to *path*."""
+    return int(Path(path).read_text())
+
+
+def existing(paths: list[str]) -> list[str]:
+    """Return those of *paths* that exist."""
+    return [p for p in paths if Path(p).exists()]
+
+
+def slow_square(x: int) -> int:
+    """Return ``x * x`` after 0.1 s."""
+    time.sleep(0.1)
+    return x * x

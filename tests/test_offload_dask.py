@@ -19,12 +19,25 @@ from offload_work import (
     boom,
     hold,
     mark,
+    slow_first_time,
+    slow_square,
     square,
     started_then_finished,
     wait_until,
 )
 
-from actors import offload
+from actors import (
+    ExecutionPattern,
+    Observer,
+    PipelineDefinition,
+    PipelineExecutor,
+    PipelineResult,
+    RetryConfig,
+    StageDefinition,
+    StageStatus,
+    offload,
+)
+from actors._events import OffloadOrphaned
 from actors._offloader import offload_problem
 
 if TYPE_CHECKING:
@@ -62,6 +75,16 @@ class Orphans:
 
     def __call__(self, backend: str, key: str | None) -> None:
         self.reported.append((backend, key))
+
+
+def fails_when(condition: Any) -> Any:
+    """An async stage that raises once ``condition()`` is true."""
+
+    async def stage(value: Any, context: Any) -> Any:
+        await trio.to_thread.run_sync(wait_until, condition)
+        raise RuntimeError("sibling failed")
+
+    return stage
 
 
 async def wait_for_file(path: Path) -> None:
@@ -198,3 +221,175 @@ def test_dask_refuses_what_is_not_a_sync_client() -> None:
     not_a_client: Any = "tcp://127.0.0.1:8786"
     with pytest.raises(TypeError, match=r"^offload\.dask\(\) takes a synchronous"):
         offload.dask(not_a_client)
+
+
+# --- stages declared with offload=dask(client) ----------------------------------
+
+
+class OrphanEvents(Observer):
+    """Records every ``offload_orphaned`` event."""
+
+    def __init__(self) -> None:
+        self.events: list[OffloadOrphaned] = []
+
+    def offload_orphaned(self, event: OffloadOrphaned) -> None:
+        """Record it."""
+        self.events.append(event)
+
+
+async def run(
+    pipeline: PipelineDefinition, initial_input: Any = None
+) -> tuple[PipelineResult, list[OffloadOrphaned]]:
+    """Run *pipeline*; return its result and the orphans reported."""
+    orphans = OrphanEvents()
+    result = await PipelineExecutor(log_events=False, observers=[orphans]).execute(
+        pipeline, initial_input
+    )
+    return result, orphans.events
+
+
+class Counting:
+    """An Offloader around another that counts the calls in flight."""
+
+    def __init__(self, inner: offload.Offloader) -> None:
+        self.inner = inner
+        self.now = self.peak = self.calls = 0
+
+    @property
+    def backend(self) -> str:
+        """The inner backend's name."""
+        return self.inner.backend
+
+    async def call(self, fn: Any, arg: Any, *, on_orphaned: Any) -> Any:
+        """Count, then delegate."""
+        self.now += 1
+        self.calls += 1
+        self.peak = max(self.peak, self.now)
+        try:
+            return await self.inner.call(fn, arg, on_orphaned=on_orphaned)
+        finally:
+            self.now -= 1
+
+    def check(self, fn: Any) -> str | None:
+        """Delegate."""
+        return self.inner.check(fn)
+
+
+async def test_fan_out_outputs_in_order_and_futures_bounded(
+    dask_client: Client,
+) -> None:
+    """A fan-out returns outputs in order, never more futures than max_concurrency."""
+    counting = Counting(offload.dask(dask_client))
+    pipeline = PipelineDefinition(
+        name="p",
+        stages=[
+            StageDefinition(
+                "work",
+                slow_square,
+                pattern=ExecutionPattern.FAN_OUT,
+                max_concurrency=3,
+                offload=counting,
+            )
+        ],
+    )
+    result, orphans = await run(pipeline, list(range(9)))
+    assert result.outputs == {"work": [i * i for i in range(9)]}
+    assert (counting.calls, counting.peak) == (9, 3)
+    assert orphans == []
+
+
+async def test_fail_fast_cancels_queued_and_running_tasks(
+    dask_client: Client, tmp_path: Path
+) -> None:
+    """Cancelled, running tasks finish on their workers; the queued one never runs.
+
+    Every unfinished future is reported with its key.
+    """
+    folders = [tmp_path / f"item{i}" for i in range(3)]
+    for folder in folders:
+        folder.mkdir()
+
+    def two_started() -> bool:
+        return sum((f / "started").exists() for f in folders) >= 2
+
+    pipeline = PipelineDefinition(
+        name="p",
+        stages=[
+            StageDefinition(
+                "work",
+                partial(started_then_finished, seconds=1.0),
+                pattern=ExecutionPattern.FAN_OUT,
+                max_concurrency=3,
+                offload=offload.dask(dask_client),
+            ),
+            StageDefinition("fail", fails_when(two_started)),
+        ],
+    )
+    result, orphans = await run(pipeline, [str(f) for f in folders])
+    assert result.stage_results["work"].status is StageStatus.CANCELLED
+    assert {e.item_index for e in orphans} == {0, 1, 2}
+    assert {(e.stage_id, e.backend) for e in orphans} == {("work", "dask")}
+    assert len({e.key for e in orphans}) == 3
+    started = [i for i, f in enumerate(folders) if (f / "started").exists()]
+    assert len(started) == 2
+    for i in started:  # the running ones ran on to their end
+        await wait_for_file(folders[i] / "finished")
+    # Both workers are free again: later work runs, the cancelled one does not.
+    assert await offload.to_dask(dask_client, hold, 0.2) == 0.2
+    await trio.sleep(0.2)
+    never = [i for i, f in enumerate(folders) if i not in started]
+    assert [(folders[i] / "started").exists() for i in never] == [False]
+
+
+async def test_timeout_reports_the_task_and_the_retry_is_a_new_task(
+    dask_client: Client, tmp_path: Path
+) -> None:
+    """A timed-out attempt is reported with its key; the retry, a new task, succeeds."""
+    pipeline = PipelineDefinition(
+        name="p",
+        stages=[
+            StageDefinition(
+                "work",
+                slow_first_time,
+                timeout_ms=300,
+                retry_config=RetryConfig(max_attempts=2, initial_delay_ms=0),
+                offload=offload.dask(dask_client),
+            )
+        ],
+    )
+    result, orphans = await run(pipeline, str(tmp_path))
+    work = result.stage_results["work"]
+    assert (work.status, work.output, work.attempts) == (
+        StageStatus.SUCCEEDED,
+        "fast",
+        2,
+    )
+    [orphan] = orphans
+    assert (orphan.stage_id, orphan.item_index, orphan.backend) == (
+        "work",
+        None,
+        "dask",
+    )
+    assert orphan.key is not None
+    assert orphan.key.startswith("slow_first_time-")
+
+
+async def test_timeout_without_retry_is_a_stage_timeout(
+    dask_client: Client,
+) -> None:
+    """Without a retry, a timed-out Dask attempt fails the stage as a timeout."""
+    pipeline = PipelineDefinition(
+        name="p",
+        stages=[
+            StageDefinition(
+                "work", hold, timeout_ms=200, offload=offload.dask(dask_client)
+            )
+        ],
+    )
+    result, orphans = await run(pipeline, 0.6)
+    work = result.stage_results["work"]
+    assert work.status is StageStatus.FAILED
+    assert work.error == (
+        "StageTimeoutError: stage 'work' timed out after 200 ms (attempt 1)"
+    )
+    assert [(e.backend, e.item_index) for e in orphans] == [("dask", None)]

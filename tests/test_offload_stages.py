@@ -2,20 +2,43 @@
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
+import threading
+import time
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pytest
-from offload_work import HoldsLock, async_stage, needs_context, square
+import trio
+import trio.testing
+from offload_work import (
+    HoldsLock,
+    async_stage,
+    existing,
+    needs_context,
+    pid_then_sleep,
+    read_pid,
+    square,
+    wait_until,
+)
 
 from actors import (
     ExecutionPattern,
+    Observer,
     PipelineDefinition,
     PipelineExecutor,
+    PipelineResult,
     PipelineValidationError,
+    RetryConfig,
     StageDefinition,
+    StageStatus,
+    StageTimeoutError,
     offload,
 )
+from actors._events import OffloadOrphaned
 
 
 def one_stage(stage: Any, offloader: Any, **options: Any) -> PipelineDefinition:
@@ -104,3 +127,278 @@ def test_fan_out_with_offload_validates() -> None:
         max_concurrency=2,
     )
     assert pipeline.validate_pipeline() == []
+
+
+class Orphans(Observer):
+    """Records every ``offload_orphaned`` event."""
+
+    def __init__(self) -> None:
+        self.events: list[OffloadOrphaned] = []
+
+    def offload_orphaned(self, event: OffloadOrphaned) -> None:
+        """Record it."""
+        self.events.append(event)
+
+
+async def run(
+    pipeline: PipelineDefinition, initial_input: Any = None
+) -> tuple[PipelineResult, list[tuple[str, int | None, str, str | None]]]:
+    """Run *pipeline*; return its result and the orphans reported."""
+    orphans = Orphans()
+    result = await PipelineExecutor(log_events=False, observers=[orphans]).execute(
+        pipeline, initial_input
+    )
+    return result, [
+        (e.stage_id, e.item_index, e.backend, e.key) for e in orphans.events
+    ]
+
+
+def fails_once(event: threading.Event) -> Any:
+    """An async stage that raises once *event* is set (in a thread)."""
+
+    async def stage(value: Any, context: Any) -> Any:
+        await trio.to_thread.run_sync(event.wait, 10)
+        raise RuntimeError("sibling failed")
+
+    return stage
+
+
+def fails_when(condition: Any) -> Any:
+    """An async stage that raises once ``condition()`` is true."""
+
+    async def stage(value: Any, context: Any) -> Any:
+        await trio.to_thread.run_sync(wait_until, condition)
+        raise RuntimeError("sibling failed")
+
+    return stage
+
+
+# --- inline: the default row of the table, in virtual time -------------------
+
+
+async def test_inline_timeout_and_cancel(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Inline: a timeout is a StageTimeoutError at the deadline; nothing orphaned."""
+
+    async def slow(value: Any, context: Any) -> Any:
+        await trio.sleep(10)
+        return value
+
+    pipeline = PipelineDefinition(
+        name="p",
+        fail_fast=True,
+        stages=[
+            StageDefinition("timed", slow, timeout_ms=500),
+            StageDefinition("cut", slow),
+        ],
+    )
+    result, orphans = await run(pipeline)
+    timed, cut = result.stage_results["timed"], result.stage_results["cut"]
+    assert timed.status is StageStatus.FAILED
+    assert isinstance(timed.exception, StageTimeoutError)
+    assert timed.duration_ms == 500.0
+    assert cut.status is StageStatus.CANCELLED
+    assert result.total_duration_ms == 500.0
+    assert orphans == []
+
+
+# --- thread() -------------------------------------------------------------------
+
+
+async def test_thread_run_cancel_abandons_running_and_never_starts_waiting() -> None:
+    """A run cancel abandons the running item (reported) and the waiting one never runs."""
+    started, release = threading.Event(), threading.Event()
+    ran: list[int] = []
+
+    def blocking(x: int) -> int:
+        ran.append(x)
+        started.set()
+        release.wait(10)
+        return x
+
+    pipeline = PipelineDefinition(
+        name="p",
+        stages=[
+            StageDefinition(
+                "work",
+                blocking,
+                pattern=ExecutionPattern.FAN_OUT,
+                max_concurrency=2,
+                offload=offload.thread(trio.CapacityLimiter(1)),
+            ),
+            StageDefinition("fail", fails_once(started)),
+        ],
+    )
+    try:
+        result, orphans = await run(pipeline, [0, 1])
+    finally:
+        release.set()
+    assert result.stage_results["work"].status is StageStatus.CANCELLED
+    assert result.stage_results["fail"].status is StageStatus.FAILED
+    assert len(ran) == 1  # one item ran; the one waiting for the thread never did
+    assert orphans == [("work", ran[0], "thread", None)]
+
+
+async def test_thread_timeout_is_retried_and_the_abandoned_thread_reported() -> None:
+    """A timed-out thread attempt is abandoned, reported, and the retry succeeds."""
+    release = threading.Event()
+    calls: list[int] = []
+
+    def first_blocks(x: int) -> int:
+        calls.append(x)
+        if len(calls) == 1:
+            release.wait(10)
+        return x * 10
+
+    pipeline = one_stage(
+        first_blocks,
+        offload.thread(),
+        timeout_ms=200,
+        retry_config=RetryConfig(max_attempts=2, initial_delay_ms=0),
+    )
+    try:
+        result, orphans = await run(pipeline, 4)
+    finally:
+        release.set()
+    work = result.stage_results["work"]
+    assert (work.status, work.output, work.attempts) == (StageStatus.SUCCEEDED, 40, 2)
+    assert orphans == [("work", None, "thread", None)]
+
+
+async def test_thread_timeout_fails_with_stage_timeout_error() -> None:
+    """Without a retry, the timed-out thread attempt fails the stage as a timeout."""
+    release = threading.Event()
+
+    def blocking(x: int) -> int:
+        release.wait(10)
+        return x
+
+    pipeline = one_stage(blocking, offload.thread(), timeout_ms=100)
+    try:
+        result, orphans = await run(pipeline)
+    finally:
+        release.set()
+    work = result.stage_results["work"]
+    assert work.status is StageStatus.FAILED
+    assert isinstance(work.exception, StageTimeoutError)
+    assert (
+        work.error
+        == "StageTimeoutError: stage 'work' timed out after 100 ms (attempt 1)"
+    )
+    assert orphans == [("work", None, "thread", None)]
+
+
+async def test_two_blocking_items_overlap_with_max_concurrency_2() -> None:
+    """Two blocking 0.2 s items in threads, two at a time, overlap."""
+    spans: dict[int, tuple[float, float]] = {}
+
+    def blocking(x: int) -> int:
+        begin = time.perf_counter()
+        time.sleep(0.2)
+        spans[x] = (begin, time.perf_counter())
+        return x
+
+    pipeline = one_stage(
+        blocking,
+        offload.thread(),
+        pattern=ExecutionPattern.FAN_OUT,
+        max_concurrency=2,
+    )
+    result, _ = await run(pipeline, [1, 2])
+    assert result.outputs == {"work": [1, 2]}
+    (a0, a1), (b0, b1) = spans[1], spans[2]
+    assert a0 < b1  # the two intervals intersect
+    assert b0 < a1
+    assert result.total_duration_ms < 390
+
+
+# --- process() ------------------------------------------------------------------
+
+
+def alive(pid: int) -> bool:
+    """Whether process *pid* exists (trio-parallel reaps the workers it kills)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_process_timeout_kills_a_30_s_item() -> None:
+    """An item sleeping 30 s with timeout_ms=500 times out within seconds; worker gone."""
+    await offload.to_process(square, 1)  # a warm worker: no spawn inside the timeout
+    with tempfile.TemporaryDirectory() as folder:
+        pid_file = Path(folder, "pid")
+        pipeline = one_stage(
+            partial(pid_then_sleep, seconds=30.0), offload.process(), timeout_ms=500
+        )
+        begin = time.perf_counter()
+        result, orphans = await run(pipeline, str(pid_file))
+        elapsed = time.perf_counter() - begin
+        pid = read_pid(pid_file)
+    work = result.stage_results["work"]
+    assert work.status is StageStatus.FAILED
+    assert isinstance(work.exception, StageTimeoutError)
+    assert elapsed < 5.0
+    assert not alive(pid)
+    assert orphans == []
+
+
+async def test_process_fail_fast_kills_running_workers_and_never_starts_waiting() -> (
+    None
+):
+    """A fail-fast cancel kills both running workers; the item waiting never starts."""
+    import trio_parallel  # type: ignore[import-untyped]  # no stubs
+
+    trio_parallel.current_default_worker_limiter().total_tokens = 2
+    with tempfile.TemporaryDirectory() as folder:
+        paths = [str(Path(folder, f"pid{i}")) for i in range(3)]
+
+        def two_started() -> bool:
+            return len(existing(paths)) >= 2
+
+        pipeline = PipelineDefinition(
+            name="p",
+            stages=[
+                StageDefinition(
+                    "work",
+                    partial(pid_then_sleep, seconds=30.0),
+                    pattern=ExecutionPattern.FAN_OUT,
+                    max_concurrency=3,
+                    offload=offload.process(),
+                ),
+                StageDefinition("fail", fails_when(two_started)),
+            ],
+        )
+        begin = time.perf_counter()
+        result, orphans = await run(pipeline, paths)
+        elapsed = time.perf_counter() - begin
+        await trio.sleep(0.2)
+        written = existing(paths)
+        pids = [read_pid(p) for p in written]
+    assert result.stage_results["work"].status is StageStatus.CANCELLED
+    assert len(written) == 2  # the third waited for a worker and never started
+    assert [alive(pid) for pid in pids] == [False, False]
+    assert elapsed < 15.0
+    assert orphans == []
+
+
+async def test_process_without_kill_times_out_when_the_item_ends() -> None:
+    """kill_on_cancel=False: the timeout is reported when the item ends; worker kept."""
+    await offload.to_process(square, 1)
+    with tempfile.TemporaryDirectory() as folder:
+        pid_file = Path(folder, "pid")
+        pipeline = one_stage(
+            partial(pid_then_sleep, seconds=0.6),
+            offload.process(kill_on_cancel=False),
+            timeout_ms=100,
+        )
+        result, orphans = await run(pipeline, str(pid_file))
+        pid = read_pid(pid_file)
+    work = result.stage_results["work"]
+    assert work.status is StageStatus.FAILED
+    assert isinstance(work.exception, StageTimeoutError)
+    assert work.duration_ms >= 600  # not at the 100 ms deadline
+    assert alive(pid)  # the worker finished the item and lives on
+    assert orphans == []

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from ._dask import DaskOffloader as DaskOffloader
 from ._dask import to_dask as to_dask
+from ._orphans import call_offloaded as call_offloaded
 from ._orphans import reporting_orphans as reporting_orphans
+from ._orphans import set_orphan_reporter as set_orphan_reporter
 from ._process import ProcessOffloader as ProcessOffloader
 from ._process import to_process as to_process
 from ._thread import ThreadOffloader as ThreadOffloader
