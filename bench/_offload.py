@@ -1,9 +1,10 @@
 """CPU-bound fan-out off the event loop: inline vs thread vs process vs Dask.
 
-64 items of about 50 ms of pure-Python work each. Threads cannot beat inline
-here (the GIL); worker processes and a 2-worker LocalCluster can, up to the
-number of cores. Also the per-item overhead of each backend, measured with a
-trivial function called one at a time.
+One FAN_OUT stage of 64 items of about 50 ms of pure-Python work each, run
+by the executor on each backend. Threads cannot beat inline here (the GIL);
+worker processes and a 2-worker LocalCluster can, up to the number of cores.
+Also the per-item overhead of each backend: the median round trip of a
+trivial function called through the backend one at a time.
 """
 
 from __future__ import annotations
@@ -12,11 +13,18 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
-from actors import offload
+from actors import (
+    ExecutionPattern,
+    PipelineContext,
+    PipelineDefinition,
+    PipelineExecutor,
+    StageDefinition,
+    offload,
+)
 
 from ._common import Row, interleaved, median, verdict
 
@@ -77,19 +85,25 @@ def caller(offloader: offload.Offloader | None) -> Call:
     return offloaded
 
 
-async def fan_out(call: Call, values: list[int], limit: int) -> list[int]:
-    """Run ``call(burn, v)`` for every value, at most *limit* at a time, in order."""
-    outputs = [0] * len(values)
-    work: Iterator[tuple[int, int]] = iter(enumerate(values))
+async def burn_inline(rounds: int, context: PipelineContext[Any]) -> int:
+    """:func:`burn` as an ordinary async stage: it holds the event loop."""
+    return burn(rounds)
 
-    async def worker() -> None:
-        for index, value in work:
-            outputs[index] = await call(burn, value)
 
-    async with trio.open_nursery() as nursery:
-        for _ in range(limit):
-            nursery.start_soon(worker)
-    return outputs
+def fan_out(offloader: offload.Offloader | None) -> PipelineDefinition:
+    """One FAN_OUT stage of :func:`burn` on *offloader* (``None``: inline)."""
+    return PipelineDefinition(
+        name="cpu",
+        stages=[
+            StageDefinition(
+                "burn",
+                burn_inline if offloader is None else burn,
+                pattern=ExecutionPattern.FAN_OUT,
+                max_concurrency=ITEMS,
+                offload=offloader,
+            )
+        ],
+    )
 
 
 async def per_item_us(call: Call, calls: int) -> float:
@@ -134,23 +148,25 @@ async def measure(client: Client, quick: bool) -> dict[str, tuple[float, float]]
     }
     repeats = 3 if quick else 7
     calls = 100 if quick else 400
-    calls_of = {name: caller(offloader) for name, offloader in backends.items()}
+    executor = PipelineExecutor(log_events=False)
 
-    def fan(call: Call) -> Callable[[], Awaitable[object]]:
+    def timed_run(name: str) -> Callable[[], Awaitable[object]]:
+        pipeline = fan_out(backends[name])
+
         async def once() -> None:
-            assert await fan_out(call, values, ITEMS) == expected
+            result = await executor.execute(pipeline, values)
+            assert result.outputs == {"burn": expected}
 
         return once
 
-    for call in calls_of.values():
-        await fan_out(call, [1000] * 8, 8)  # start every worker before timing
+    for offloader in backends.values():
+        # Start every worker before timing.
+        await executor.execute(fan_out(offloader), [1000] * 8)
     # Rotated each round, so the load of a shared machine falls on all alike.
-    samples = await interleaved(
-        {name: fan(call) for name, call in calls_of.items()}, repeats
-    )
+    samples = await interleaved({name: timed_run(name) for name in backends}, repeats)
     return {
-        name: (median(samples[name]), await per_item_us(call, calls))
-        for name, call in calls_of.items()
+        name: (median(samples[name]), await per_item_us(caller(offloader), calls))
+        for name, offloader in backends.items()
     }
 
 
@@ -159,7 +175,8 @@ def run(quick: bool) -> list[Row]:
     with local_cluster() as client:
         found = trio.run(measure, client, quick)
     inline_s = found["inline"][0]
-    rows = []
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    rows = [Row("offload", "load average after the run (1, 5, 15 min)", load)]
     cores = os.cpu_count() or 1
     for name, (seconds, overhead_us) in found.items():
         speedup = inline_s / seconds
