@@ -58,13 +58,25 @@ async def run_on_dask(
         on_orphaned("dask", str(future.key))
         with trio.move_on_after(CANCEL_GRACE_S) as scope:
             scope.shield = True
-            await trio.to_thread.run_sync(future.cancel, abandon_on_cancel=True)
+            await trio.to_thread.run_sync(
+                _cancel_quietly, future, abandon_on_cancel=True
+            )
         raise
     # Finished (or failed): fetching the result is one transfer from a worker.
     result: OutputT = await trio.to_thread.run_sync(
         future.result, abandon_on_cancel=True
     )
     return result
+
+
+def _cancel_quietly(future: Any) -> None:
+    """Cancel *future*, best effort: a closed client must not replace Cancelled.
+
+    The orphan is reported before this runs; if the cancel cannot reach the
+    scheduler, the task may run on, as reported.
+    """
+    with contextlib.suppress(Exception):
+        future.cancel()
 
 
 class DaskOffloader:
