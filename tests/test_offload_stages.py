@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 import trio
 import trio.testing
 from offload_work import (
@@ -402,3 +403,36 @@ async def test_process_without_kill_times_out_when_the_item_ends() -> None:
     assert work.duration_ms >= 600  # not at the 100 ms deadline
     assert alive(pid)  # the worker finished the item and lives on
     assert orphans == []
+
+
+async def test_orphan_is_logged_and_read_back_as_a_library_event() -> None:
+    """The ``offload_orphaned`` log line carries its fields; log analysis knows it."""
+    import json
+
+    from actors.analysis import parse_log
+
+    release = threading.Event()
+
+    def blocking(x: int) -> int:
+        release.wait(10)
+        return x
+
+    pipeline = one_stage(blocking, offload.thread(), timeout_ms=100)
+    with structlog.testing.capture_logs() as logs:
+        try:
+            await PipelineExecutor().execute(pipeline, 1)
+        finally:
+            release.set()
+    [orphan] = [log for log in logs if log["event"] == "offload_orphaned"]
+    assert {k: v for k, v in orphan.items() if k not in ("run_id", "at_ms")} == {
+        "event": "offload_orphaned",
+        "log_level": "warning",
+        "pipeline": "p",
+        "stage_id": "work",
+        "item_index": None,
+        "backend": "thread",
+        "key": None,
+    }
+    lines = [json.dumps(log) for log in logs]
+    report = parse_log(lines)
+    assert (report.events, report.other) == (len(lines), 0)
