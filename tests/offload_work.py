@@ -35,8 +35,14 @@ def hold(seconds: float) -> float:
 
 
 def pid_then_sleep(path: str, seconds: float) -> int:
-    """Write this process's pid to *path*, then block for *seconds*."""
-    Path(path).write_text(str(os.getpid()))
+    """Write this process's pid to *path*, then block for *seconds*.
+
+    Written to a side file and renamed: *path* never exists half written,
+    even when the worker is killed in the middle.
+    """
+    side = Path(f"{path}.part")
+    side.write_text(str(os.getpid()))
+    side.replace(path)
     time.sleep(seconds)
     return os.getpid()
 
