@@ -15,7 +15,7 @@ from ._results import StageResult
 
 if TYPE_CHECKING:
     from ._graph import Graph
-    from ._offloader import Offloader
+    from ._offloader import OffloadedFunction, Offloader
 
 # Each model spells out its own ConfigDict(...): the pydantic mypy plugin reads
 # only a literal call there, and it is what shows users' type checkers that
@@ -184,7 +184,7 @@ class StageDefinition(BaseModel):
     def __init__(
         self,
         id: str,
-        stage: Stage | Callable[[Any], Any],
+        stage: Stage | OffloadedFunction,
         *,
         pattern: ExecutionPattern = ExecutionPattern.SEQUENTIAL,
         inputs: Iterable[str] = (),

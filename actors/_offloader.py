@@ -20,6 +20,14 @@ may still be running outside trio's reach (an abandoned thread, a Dask task
 whose key is *key*). It must not raise."""
 
 
+class OffloadedFunction(Protocol):
+    """What a stage declared with ``offload=`` is: a sync ``fn(input)``."""
+
+    def __call__(self, value: Any, /) -> Any:
+        """Compute the stage's output from its input alone."""
+        ...
+
+
 @runtime_checkable
 class Offloader(Protocol):
     """Where an offloaded stage's function runs: a thread, a process, a cluster.
