@@ -433,6 +433,6 @@ async def test_orphan_is_logged_and_read_back_as_a_library_event() -> None:
         "backend": "thread",
         "key": None,
     }
-    lines = [json.dumps(log) for log in logs]
+    lines = [json.dumps(log, default=str) for log in logs]  # exc_info objects
     report = parse_log(lines)
     assert (report.events, report.other) == (len(lines), 0)
