@@ -29,6 +29,7 @@ LAYERS: dict[str, int] = {
     "_context": 2,
     "_results": 2,
     "_definition": 2,
+    "_offloader": 2,  # the Offloader protocol: declarations types offload= with it
     # 3: build, events, observers, logging
     "_graph": 3,
     "_events": 3,
@@ -37,6 +38,7 @@ LAYERS: dict[str, int] = {
     "_log_config": 3,
     # 4: the kernel, in its own order (see KERNEL)
     "_core": 4,
+    "_offload": 4,  # the backends; the attempt loop calls them
     # 5: tools built on runs and logs
     "_diagram": 5,
     "_render": 5,  # re-exports _diagram until the facade imports it directly
@@ -49,6 +51,7 @@ LAYERS: dict[str, int] = {
     "analysis": 6,
     "logging": 6,
     "aio": 6,
+    "offload": 6,
 }
 
 # Inside the kernel: what the supervisor and actors share comes first, the
