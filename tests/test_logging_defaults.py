@@ -244,6 +244,7 @@ def test_subscriptions_follow_the_enabled_levels() -> None:
             "stage_retrying",
             "stage_finished",
             "stage_unresponsive",
+            "offload_orphaned",
             "pipeline_finished",
         }
         logger.setLevel(logging.CRITICAL)
@@ -260,6 +261,7 @@ def test_structlog_filtering_is_respected(restore_structlog: None) -> None:
         "stage_retrying",
         "stage_finished",
         "stage_unresponsive",
+        "offload_orphaned",
         "pipeline_finished",
     }
 
