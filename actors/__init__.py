@@ -31,6 +31,7 @@ from ._diagram import render_diagram as render_diagram
 from ._events import ItemFinished as ItemFinished
 from ._events import LimitPaused as LimitPaused
 from ._events import LimitWaited as LimitWaited
+from ._events import OffloadOrphaned as OffloadOrphaned
 from ._events import PipelineFinished as PipelineFinished
 from ._events import PipelineStarted as PipelineStarted
 from ._events import StageFinished as StageFinished
@@ -68,6 +69,7 @@ __all__ = [
     "LimitWaited",
     "LoggingObserver",
     "Observer",
+    "OffloadOrphaned",
     "PipelineContext",
     "PipelineDefinition",
     "PipelineExecutor",

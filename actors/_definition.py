@@ -15,6 +15,7 @@ from ._results import StageResult
 
 if TYPE_CHECKING:
     from ._graph import Graph
+    from ._offloader import OffloadedFunction, Offloader
 
 # Each model spells out its own ConfigDict(...): the pydantic mypy plugin reads
 # only a literal call there, and it is what shows users' type checkers that
@@ -164,7 +165,8 @@ class StageDefinition(BaseModel):
     id: str
     """Unique id; other stages name it in ``inputs``."""
     stage: Any
-    """A :class:`PipelineStage` object or an ``async def fn(input, context)``."""
+    """A :class:`PipelineStage` object or an ``async def fn(input, context)``;
+    with ``offload``, a sync ``fn(input)``."""
     pattern: ExecutionPattern = ExecutionPattern.SEQUENTIAL
     """How it runs."""
     inputs: tuple[str, ...] = ()
@@ -189,11 +191,16 @@ class StageDefinition(BaseModel):
     cost: Any = None
     """Tokens each attempt takes from ``rate_limit``: an int, or a function
     of the stage's input returning one (``None``: no tokens)."""
+    offload: Any = None
+    """Where the function runs: ``offload.thread()``, ``offload.process()`` or
+    ``offload.dask(client)`` (any :class:`~actors.abc.Offloader`); the stage is
+    then a plain sync callable taking the input alone. ``None``: on the event
+    loop."""
 
     def __init__(
         self,
         id: str,
-        stage: Stage,
+        stage: Stage | OffloadedFunction,
         *,
         pattern: ExecutionPattern = ExecutionPattern.SEQUENTIAL,
         inputs: Iterable[str] = (),
@@ -205,6 +212,7 @@ class StageDefinition(BaseModel):
         description: str | None = None,
         rate_limit: str | None = None,
         cost: int | Callable[[Any], int] | None = None,
+        offload: Offloader | None = None,
     ) -> None:
         super().__init__(
             id=id,
@@ -219,6 +227,7 @@ class StageDefinition(BaseModel):
             description=description,
             rate_limit=rate_limit,
             cost=cost,
+            offload=offload,
         )
 
 

@@ -141,3 +141,22 @@ class PipelineFinished:
     pipeline: str
     result: PipelineResult
     at_ms: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OffloadOrphaned:
+    """A cancelled offloaded call may still be running where trio cannot stop it.
+
+    An abandoned thread (``backend="thread"``, ``key`` ``None``) or a Dask
+    task (``backend="dask"``, ``key`` its task key) that was queued or
+    executing when its attempt was cancelled: the attempt is cancelled (or
+    timed out), the work may go on, and its result is discarded.
+    """
+
+    run_id: str
+    pipeline: str
+    stage_id: str
+    item_index: int | None
+    backend: str
+    key: str | None
+    at_ms: float

@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING, Any
 from ._arity import arity_problem
 from ._definition import ExecutionPattern, RetryConfig, StageDefinition
 from ._exceptions import PipelineValidationError
+from ._offloader import offload_problem
 from ._util import describe
 
 if TYPE_CHECKING:
     from ._definition import PipelineDefinition
+    from ._offloader import Offloader
 
 _NO_RETRY = RetryConfig()
 
@@ -31,6 +33,8 @@ class Node:
     returns_result: bool
     retry: RetryConfig
     timeout_s: float | None
+    offload: Offloader | None = None
+    """Where ``call``, then a sync ``fn(input)``, runs; ``None``: awaited inline."""
 
 
 @dataclass(eq=False, slots=True)
@@ -125,6 +129,7 @@ def compile_pipeline(pipeline: PipelineDefinition) -> tuple[Graph | None, list[s
                 returns_result=call[1],
                 retry=stage.retry_config or _NO_RETRY,
                 timeout_s=_seconds(stage.timeout_ms),
+                offload=stage.offload,
             )
         )
     graph = Graph(
@@ -154,6 +159,8 @@ def _stage_call(
 ) -> tuple[Callable[..., Any], bool] | None:
     """Return (callable, returns_result) for the stage's form, or record why not."""
     target = stage.stage
+    if stage.offload is not None:
+        return _offloaded_call(errors, stage)
     if isinstance(target, type):
         # A class, not an instance: its execute would get the input as self.
         errors.append(
@@ -192,6 +199,29 @@ def _called_as_a_stage(
         return fn, result
     errors.append(f"stage {stage.id!r}: {problem}")
     return None
+
+
+def _offloaded_call(
+    errors: list[str], stage: StageDefinition
+) -> tuple[Callable[..., Any], bool] | None:
+    """An offloaded stage is a plain sync callable the backend can ship."""
+    target = stage.stage
+    if isinstance(target, type) or not callable(target):
+        what = (
+            f"the class {target.__name__}"
+            if isinstance(target, type)
+            else (type(target).__name__)
+        )
+        errors.append(
+            f"stage {stage.id!r}: with offload= the stage must be a plain sync "
+            f"function taking the input alone, got {what}"
+        )
+        return None
+    problem = offload_problem(stage.id, target, stage.offload)
+    if problem is not None:
+        errors.append(problem)
+        return None
+    return target, False
 
 
 def _check_stage(errors: list[str], stage: StageDefinition) -> None:

@@ -26,6 +26,7 @@ from ._events import (
     ItemFinished,
     LimitPaused,
     LimitWaited,
+    OffloadOrphaned,
     PipelineFinished,
     PipelineStarted,
     StageFinished,
@@ -62,6 +63,7 @@ _HOOK_LEVELS: dict[str, frozenset[int]] = {
     "stage_unresponsive": frozenset({WARNING}),
     "limit_waited": frozenset({DEBUG}),
     "limit_paused": frozenset({WARNING}),
+    "offload_orphaned": frozenset({WARNING}),
     "pipeline_finished": frozenset({INFO, WARNING, ERROR}),
 }
 
@@ -414,6 +416,22 @@ class LoggingObserver(Observer):
                 "counts": counts,
                 "failed_stages": result.failed_stages,
                 "critical_path": result.critical_path(),
+                "at_ms": event.at_ms,
+            },
+        )
+
+    def offload_orphaned(self, event: OffloadOrphaned) -> None:
+        """Log ``offload_orphaned`` as a warning: cancelled work may still run."""
+        self._sink.write(
+            WARNING,
+            "offload_orphaned",
+            {
+                "run_id": event.run_id,
+                "pipeline": event.pipeline,
+                "stage_id": event.stage_id,
+                "item_index": event.item_index,
+                "backend": event.backend,
+                "key": event.key,
                 "at_ms": event.at_ms,
             },
         )

@@ -10,6 +10,7 @@ from ._events import (
     ItemFinished,
     LimitPaused,
     LimitWaited,
+    OffloadOrphaned,
     PipelineFinished,
     PipelineStarted,
     StageFinished,
@@ -60,6 +61,9 @@ class Observer:
     def limit_paused(self, event: LimitPaused) -> None:
         """A named limit was paused by a provider's Retry-After."""
 
+    def offload_orphaned(self, event: OffloadOrphaned) -> None:
+        """A cancelled offloaded call may still run in a thread or on Dask."""
+
     def pipeline_finished(self, event: PipelineFinished) -> None:
         """A run ended."""
 
@@ -74,6 +78,7 @@ HOOKS = (
     "stage_unresponsive",
     "limit_waited",
     "limit_paused",
+    "offload_orphaned",
     "pipeline_finished",
 )
 
@@ -117,6 +122,7 @@ class Dispatch:
     stage_unresponsive: list[Observer]
     limit_waited: list[Observer]
     limit_paused: list[Observer]
+    offload_orphaned: list[Observer]
     pipeline_finished: list[Observer]
 
     def __init__(self, observers: Iterable[Observer], report: FailureReport) -> None:

@@ -7,7 +7,17 @@ import sys
 import time
 from collections.abc import Callable
 
-from . import _cancel, _dag, _fanout, _limits, _makespan, _memory, _profile, _scaling
+from . import (
+    _cancel,
+    _dag,
+    _fanout,
+    _limits,
+    _makespan,
+    _memory,
+    _offload,
+    _profile,
+    _scaling,
+)
 from ._common import Row, machine, table
 
 PARTS: dict[str, Callable[[bool], list[Row]]] = {
@@ -17,6 +27,7 @@ PARTS: dict[str, Callable[[bool], list[Row]]] = {
     "scaling": _scaling.run,
     "memory": _memory.run,
     "makespan": _makespan.run,
+    "offload": _offload.run,
 }
 EXTRA: dict[str, Callable[[bool], list[Row]]] = {
     "limits": _limits.run,

@@ -21,6 +21,7 @@ ROOT = Path(__file__).parent.parent
 EXAMPLES = ROOT / "examples"
 NAMES = [
     "audio_sequencer",
+    "cpu_fan_out",
     "embedded_app",
     "fan_out",
     "llm_quota",
@@ -269,6 +270,31 @@ def test_main_example_runs_as_the_readme_says() -> None:
     assert done.returncode == 0, done.stderr
     assert "pipeline 'audio_sequencer' succeeded" in done.stdout
     assert done.stderr == ""
+
+
+def test_cpu_fan_out_runs_on_every_backend() -> None:
+    """The CPU fan-out example runs inline, in threads, in processes and on Dask.
+
+    As a script, so its worker processes can import its functions.
+    """
+    done = subprocess.run(
+        [sys.executable, "examples/cpu_fan_out.py", "4", "2"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "4 items of ~2 ms of pure-Python CPU work:"
+    assert [line.split()[0] for line in lines[1:]] == [
+        "inline",
+        "thread",
+        "process",
+        "dask",
+    ]
+    assert lines[1].endswith(" 1.00x inline")
 
 
 def test_readme_example_runs(

@@ -29,6 +29,7 @@ LAYERS: dict[str, int] = {
     "_context": 2,
     "_results": 2,
     "_definition": 2,
+    "_offloader": 2,  # the Offloader protocol: declarations types offload= with it
     # 3: build, events, observers, logging
     "_graph": 3,
     "_events": 3,
@@ -38,6 +39,7 @@ LAYERS: dict[str, int] = {
     # 4: the kernel, in its own order (see KERNEL)
     "_core": 4,
     "_limits": 4,
+    "_offload": 4,  # the backends; the attempt loop calls them
     # 5: tools built on runs and logs
     "_diagram": 5,
     "_analysis": 5,
@@ -50,6 +52,7 @@ LAYERS: dict[str, int] = {
     "logging": 6,
     "aio": 6,
     "limits": 6,
+    "offload": 6,
 }
 
 # Inside the kernel: what the supervisor and actors share comes first, the

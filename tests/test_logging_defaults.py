@@ -245,6 +245,7 @@ def test_subscriptions_follow_the_enabled_levels() -> None:
             "stage_finished",
             "stage_unresponsive",
             "limit_paused",
+            "offload_orphaned",
             "pipeline_finished",
         }
         logger.setLevel(logging.CRITICAL)
@@ -262,6 +263,7 @@ def test_structlog_filtering_is_respected(restore_structlog: None) -> None:
         "stage_finished",
         "stage_unresponsive",
         "limit_paused",
+        "offload_orphaned",
         "pipeline_finished",
     }
 

@@ -449,6 +449,7 @@ _KNOWN = (
         "item_started",
         "stage_retrying",
         "stage_unresponsive",
+        "offload_orphaned",
         "observer_failed",
         "limit_paused",
     }
@@ -532,7 +533,7 @@ def _fold(name: str, data: dict[str, Any], builders: dict[str, _RunBuilder]) -> 
         parsed = _RetryingLine.model_validate(data)
     elif name in _STAGE_ENDED:
         parsed = _StageEndedLine.model_validate(data)
-    else:  # item_succeeded / item_failed / stage_unresponsive
+    else:  # item_succeeded / item_failed / stage_unresponsive / offload_orphaned
         parsed = line
     builder = _builder(builders, base)
     stage = builder.stage(line.stage_id)

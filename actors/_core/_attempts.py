@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from types import AsyncGeneratorType, CoroutineType
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from .._events import StageRetrying, StageStarted
+from .._events import OffloadOrphaned, StageRetrying, StageStarted
 from .._exceptions import StageContractError, StageTimeoutError
 from .._limits import RateLimited
+from .._offload import call_offloaded, set_orphan_reporter
 from .._results import StageResult
 from .._util import describe, leaves
 from ._limiting import acquire_for, pushed_back
@@ -97,6 +99,11 @@ async def attempts(
     timeout, clock, dispatch = node.timeout_s, run.clock, run.dispatch
     returns_result = node.returns_result
     limited = node.definition.rate_limit
+    # Offload hook: the backend runs the stage's sync function; it, and the
+    # to_* helpers inside async stages, report orphans of this item.
+    set_orphan_reporter(partial(orphaned, run, node, item))
+    if node.offload is not None:
+        call = partial(call_offloaded, node.offload, call)
     first_begin = None
     attempt = 0
     while True:
@@ -284,6 +291,23 @@ def _cleanup_failed(state: StageState, errors: list[BaseException]) -> None:
     if state.cancel_errors is None:
         state.cancel_errors = []
     state.cancel_errors.extend(describe(exc) for exc in errors)
+
+
+def orphaned(
+    run: RunState, node: Node, item: int | None, backend: str, key: str | None
+) -> None:
+    """Emit ``offload_orphaned``: cancelled work of *item* may still run."""
+    if run.dispatch.offload_orphaned:
+        event = OffloadOrphaned(
+            run_id=run.run_id,
+            pipeline=run.graph.name,
+            stage_id=node.id,
+            item_index=item,
+            backend=backend,
+            key=key,
+            at_ms=run.now_ms(),
+        )
+        run.dispatch.emit("offload_orphaned", event)
 
 
 def _ran(state: StageState, item: int | None, seconds: float) -> None:
