@@ -151,14 +151,14 @@ def test_decode_never_imports_or_calls_what_the_text_names() -> None:
         "py/object": "subprocess.Popen",
         "args": ["id"],
     }
-    with pytest.raises(ValueError, match="^stored output does not fit Transcript$"):
+    with pytest.raises(ValueError, match=r"^stored output does not fit Transcript$"):
         decode(hostile, Transcript)
 
 
 def test_pickle_bytes_are_not_json() -> None:
     """A pickle payload in place of the JSON text is refused as invalid, not loaded."""
     payload = pickle.dumps(Custom(3)).decode("latin-1")
-    with pytest.raises(ValueError, match="Expecting value|Invalid"):
+    with pytest.raises(ValueError, match=r"Expecting value|Invalid"):
         decode(payload)
-    with pytest.raises(ValueError, match="^stored output does not fit Summary$"):
+    with pytest.raises(ValueError, match=r"^stored output does not fit Summary$"):
         decode(payload, Summary)

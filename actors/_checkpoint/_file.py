@@ -161,11 +161,11 @@ class FileStore:
         for name in names:
             if not name.endswith(".jsonl"):
                 continue
-            text = _read(journal / name)
-            if text is None:
+            data = _read_bytes(journal / name)
+            if data is None:
                 corrupt += 1
                 continue
-            for line in text.splitlines():
+            for line in data.split(b"\n"):
                 if not line.strip():
                     continue
                 entry = parse_entry(line)
@@ -224,14 +224,20 @@ def _check_id(run_id: str) -> None:
         raise ValueError(f"invalid run id {run_id!r}")
 
 
-def _read(path: Path) -> str | None:
-    """Return the text of *path*, or None if it is missing, huge or not text."""
+def _read_bytes(path: Path) -> bytes | None:
+    """Return the bytes of *path*, or None if it is missing or huge."""
     try:
         with open(path, "rb") as file:
             data = file.read(_MAX_FILE + 1)
     except OSError:
         return None
-    if len(data) > _MAX_FILE:
+    return None if len(data) > _MAX_FILE else data
+
+
+def _read(path: Path) -> str | None:
+    """Return the text of *path*, or None if it is missing, huge or not text."""
+    data = _read_bytes(path)
+    if data is None:
         return None
     try:
         return data.decode("utf-8")

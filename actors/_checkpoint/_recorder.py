@@ -154,9 +154,7 @@ async def open_recorder(
     of the first one.
     """
     if not (math.isfinite(flush_delay_s) and flush_delay_s >= 0):
-        raise ValueError(
-            f"flush_delay_s must be a finite number >= 0, got {flush_delay_s}"
-        )
+        raise ValueError(f"flush_delay_s must be finite and >= 0, got {flush_delay_s}")
     run = RunInfo(run_id, pipeline, time.time())
     recorder = Recorder(store, run, report, flush_delay_s)
     await recorder._begin()
