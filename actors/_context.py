@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic
@@ -11,6 +12,15 @@ import trio
 from typing_extensions import TypeVar
 
 DepsT = TypeVar("DepsT", default=None)
+
+EFFECTS: ContextVar[list[tuple[str, str, Any]] | None] = ContextVar(
+    "actors_effects", default=None
+)
+"""The set_state and metric calls of the unit running in this task, if journaled.
+
+A durable run sets it around each stage (and fan-out item) so its calls can
+be replayed when the unit is restored; tasks the stage starts inherit it.
+"""
 
 
 @dataclass(eq=False)
@@ -54,20 +64,33 @@ class PipelineContext(Generic[DepsT]):
     )
 
     def set_state(self, key: str, value: Any) -> None:
-        """Store *value* under *key* for later stages (and conditions) to read."""
+        """Store *value* under *key* for later stages (and conditions) to read.
+
+        In a durable run the call is journaled with the stage's result and
+        replayed when the stage is restored (*value* must then be JSON).
+        """
         self.state[key] = value
+        effects = EFFECTS.get()
+        if effects is not None:
+            effects.append(("set_state", key, value))
 
     def get_state(self, key: str, default: Any = None) -> Any:
         """Return the state stored under *key*, or *default*."""
         return self.state.get(key, default)
 
     def add_metric(self, key: str, value: Any) -> None:
-        """Set the metric *key* to *value*."""
+        """Set the metric *key* to *value* (journaled like :meth:`set_state`)."""
         self.metrics[key] = value
+        effects = EFFECTS.get()
+        if effects is not None:
+            effects.append(("add_metric", key, value))
 
     def increment_metric(self, key: str, delta: float = 1) -> None:
-        """Add *delta* to the metric *key* (starting from 0)."""
+        """Add *delta* to the metric *key* (starting from 0; journaled likewise)."""
         self.metrics[key] = self.metrics.get(key, 0) + delta
+        effects = EFFECTS.get()
+        if effects is not None:
+            effects.append(("increment_metric", key, delta))
 
     def is_cancelled(self) -> bool:
         """Return True once the ``cancel_token`` has been set."""

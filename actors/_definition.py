@@ -173,6 +173,14 @@ class StageDefinition(BaseModel):
     """FAN_OUT only: items running at once (``None``: all of them)."""
     description: str | None = None
     """Free text, shown in diagrams."""
+    version: str | None = None
+    """Part of the stage's checkpoint key: change it to invalidate stored results."""
+    cache: bool = False
+    """Reuse a matching checkpointed result from any earlier run in the store."""
+    output_type: Any = None
+    """The type the checkpoint codec encodes and decodes the output as."""
+    checkpoint: bool = True
+    """False: never recorded, always run (in a durable run)."""
 
     def __init__(
         self,
@@ -187,6 +195,10 @@ class StageDefinition(BaseModel):
         critical: bool = True,
         max_concurrency: int | None = None,
         description: str | None = None,
+        version: str | None = None,
+        cache: bool = False,
+        output_type: Any = None,
+        checkpoint: bool = True,
     ) -> None:
         super().__init__(
             id=id,
@@ -199,6 +211,10 @@ class StageDefinition(BaseModel):
             critical=critical,
             max_concurrency=max_concurrency,
             description=description,
+            version=version,
+            cache=cache,
+            output_type=output_type,
+            checkpoint=checkpoint,
         )
 
 

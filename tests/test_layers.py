@@ -37,6 +37,7 @@ LAYERS: dict[str, int] = {
     "_log_config": 3,
     # 4: the kernel, in its own order (see KERNEL)
     "_core": 4,
+    "_checkpoint": 4,
     # 5: tools built on runs and logs
     "_diagram": 5,
     "_render": 5,  # re-exports _diagram until the facade imports it directly
@@ -49,6 +50,7 @@ LAYERS: dict[str, int] = {
     "analysis": 6,
     "logging": 6,
     "aio": 6,
+    "checkpoint": 6,
 }
 
 # Inside the kernel: what the supervisor and actors share comes first, the
@@ -57,6 +59,7 @@ KERNEL = [
     "_state",
     "_wiring",
     "_attempts",
+    "_resume",
     "_fan_out",
     "_actor",
     "_supervisor",

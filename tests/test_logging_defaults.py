@@ -245,6 +245,9 @@ def test_subscriptions_follow_the_enabled_levels() -> None:
             "stage_finished",
             "stage_unresponsive",
             "pipeline_finished",
+            "checkpoint_skipped",
+            "checkpoint_corrupt",
+            "checkpoint_failed",
         }
         logger.setLevel(logging.CRITICAL)
         assert LoggingObserver()._actors_subscribe() == set()
@@ -261,6 +264,9 @@ def test_structlog_filtering_is_respected(restore_structlog: None) -> None:
         "stage_finished",
         "stage_unresponsive",
         "pipeline_finished",
+        "checkpoint_skipped",
+        "checkpoint_corrupt",
+        "checkpoint_failed",
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -91,28 +92,24 @@ class Recorder:
             self._pending.clear()
             self._report(operation, exc)
 
-    async def _call(
-        self, operation: str, function: Callable[[], None], *, abandon: bool = False
-    ) -> None:
+    async def _call(self, operation: str, function: Callable[[], None]) -> None:
         if self._failed:
             return
         try:
-            await trio.to_thread.run_sync(function, abandon_on_cancel=abandon)
+            await trio.to_thread.run_sync(function)
         except Exception as exc:
             self._fail(operation, exc)
 
     async def _begin(self) -> None:
         await self._call("begin_run", lambda: self._store.begin_run(self.run))
 
-    async def _flush(self, *, abandon: bool = False) -> None:
+    async def _flush(self) -> None:
         """Write what is pending as one batch."""
         batch, self._pending = self._pending, []
         if not batch or self._failed:
             return
         run_id = self.run.run_id
-        await self._call(
-            "append", lambda: self._store.append(run_id, batch), abandon=abandon
-        )
+        await self._call("append", lambda: self._store.append(run_id, batch))
         if not self._failed:
             self.written += len(batch)
 
@@ -124,15 +121,61 @@ class Recorder:
             await self._flush()
 
     async def _close(self) -> None:
-        """Write what is left and the run's status; called shielded."""
-        await self._flush(abandon=True)
+        """Write what is left and the run's status, within CLOSE_TIMEOUT_S.
+
+        Called shielded. The bound is wall-clock time, enforced by a thread
+        of its own: a deadline on the trio clock would expire at once under
+        a virtual (autojump) clock while the store is still writing.
+        """
+        if self._failed:
+            return
+        batch, self._pending = self._pending, []
         status, stats = self._status or ("cancelled", {})
-        run_id = self.run.run_id
-        await self._call(
-            "finish_run",
-            lambda: self._store.finish_run(run_id, status, stats),
-            abandon=True,
-        )
+        run_id, store = self.run.run_id, self._store
+        step = ["append"]
+
+        def close() -> None:
+            if batch:
+                store.append(run_id, batch)
+            step[0] = "finish_run"
+            store.finish_run(run_id, status, stats)
+
+        done, error = await trio.to_thread.run_sync(_bounded, close, CLOSE_TIMEOUT_S)
+        if error is not None:
+            self._fail(step[0], error)
+        elif not done:
+            self._fail(
+                step[0],
+                TimeoutError(f"the store did not answer within {CLOSE_TIMEOUT_S:g} s"),
+            )
+        else:
+            self.written += len(batch)
+
+
+def _bounded(
+    function: Callable[[], None], timeout_s: float
+) -> tuple[bool, Exception | None]:
+    """Run *function* in a daemon thread; wait at most *timeout_s* of wall-clock time.
+
+    Returns whether it finished, and the exception it raised. A store still
+    writing after the timeout is left to finish alone (its writes are atomic).
+    """
+    errors: list[Exception] = []
+
+    def target() -> None:
+        try:
+            function()
+        except Exception as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(
+        target=target, name="actors-checkpoint-close", daemon=True
+    )
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        return False, None
+    return True, errors[0] if errors else None
 
 
 @asynccontextmanager
@@ -157,8 +200,8 @@ async def open_recorder(
         raise ValueError(f"flush_delay_s must be finite and >= 0, got {flush_delay_s}")
     run = RunInfo(run_id, pipeline, time.time())
     recorder = Recorder(store, run, report, flush_delay_s)
-    await recorder._begin()
     try:
+        await recorder._begin()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(recorder._flush_loop, name="checkpoint-recorder")
             try:
@@ -166,11 +209,6 @@ async def open_recorder(
             finally:
                 nursery.cancel_scope.cancel()
     finally:
-        with trio.move_on_after(CLOSE_TIMEOUT_S) as scope:
-            scope.shield = True
+        # Bounded by CLOSE_TIMEOUT_S of wall-clock time (see Recorder._close).
+        with trio.CancelScope(shield=True):
             await recorder._close()
-        if scope.cancelled_caught:
-            recorder._fail(
-                "finish_run",
-                TimeoutError(f"the store did not answer within {CLOSE_TIMEOUT_S:g} s"),
-            )

@@ -177,6 +177,7 @@ def parse_entry(line: str | bytes) -> Entry | None:
             and len(effect) == 3
             and effect[0] in EFFECT_OPS
             and isinstance(effect[1], str)
+            and (effect[0] != "increment_metric" or _number(effect[2]))
         ):
             return None
         checked.append((effect[0], effect[1], effect[2]))

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .._graph import Graph, Node
     from .._observers import Dispatch
     from .._sketch import DurationSketch
+    from ._resume import Durable
 
 # The kernel builds results from values it has checked: skip validation.
 new_result = partial(construct, StageResult)
@@ -113,6 +114,7 @@ class RunState:
         "clock",
         "context",
         "dispatch",
+        "durable",
         "grace_s",
         "graph",
         "reason",
@@ -147,6 +149,8 @@ class RunState:
         self.cancelled_at = float("inf")
         self.states = [StageState() for _ in graph.nodes]
         self.results: list[StageResult[Any] | None] = [None] * len(graph.nodes)
+        # Set by _resume for the length of a durable run.
+        self.durable: Durable | None = None
 
     def now_ms(self) -> float:
         """Milliseconds since the run started, from the trio clock."""
