@@ -62,6 +62,8 @@ class Entry:
     output: str
     effects: tuple[tuple[str, str, Any], ...] = ()
     recorded_at: float = 0.0
+    origin: str | None = None
+    """The run that produced the output, if not ``run_id`` (it was restored)."""
 
     @property
     def key(self) -> str:
@@ -142,6 +144,7 @@ def entry_line(entry: Entry) -> str:
             "output": entry.output,
             "effects": [list(effect) for effect in entry.effects],
             "recorded_at": entry.recorded_at,
+            "origin": entry.origin,
         }
     )
 
@@ -157,8 +160,10 @@ def parse_entry(line: str | bytes) -> Entry | None:
         return None
     run_id, parts, output = doc.get("run_id"), doc.get("parts"), doc.get("output")
     effects, recorded_at = doc.get("effects"), doc.get("recorded_at")
+    origin = doc.get("origin")
     if not (
         valid_run_id(run_id)
+        and (origin is None or valid_run_id(origin))
         and isinstance(output, str)
         and _number(recorded_at)
         and isinstance(parts, dict)
@@ -186,7 +191,14 @@ def parse_entry(line: str | bytes) -> Entry | None:
         return None
     assert isinstance(run_id, str)  # for mypy: checked above
     assert isinstance(recorded_at, int | float)
-    return Entry(run_id, key_parts, output, tuple(checked), float(recorded_at))
+    return Entry(
+        run_id,
+        key_parts,
+        output,
+        tuple(checked),
+        float(recorded_at),
+        None if origin is None else str(origin),
+    )
 
 
 def _number(value: object) -> bool:

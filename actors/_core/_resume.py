@@ -292,17 +292,25 @@ class Durable:
         _replay(self.run.context, entry.effects)
         self.restored += 1
         # Journaled again under this run, so resuming this run restores it too.
+        source = entry.origin or entry.run_id
         self.recorder.record(
-            Entry(self.run.run_id, parts, entry.output, entry.effects, time.time())
+            Entry(
+                self.run.run_id,
+                parts,
+                entry.output,
+                entry.effects,
+                time.time(),
+                origin=source,
+            )
         )
         now = self.run.clock.current_time()
         outcome = Outcome(True, output=output, begin=now, end=now)
-        outcome.restored_from = entry.run_id
+        outcome.restored_from = source
         if index is None:
-            self._emit_restored(node, entry.run_id, None, None)
+            self._emit_restored(node, source, None, None)
         else:
             count, _ = self._items_restored.get(node.index, (0, ""))
-            self._items_restored[node.index] = (count + 1, entry.run_id)
+            self._items_restored[node.index] = (count + 1, source)
         return outcome
 
     def _record(
