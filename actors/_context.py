@@ -45,7 +45,8 @@ class PipelineContext(Generic[DepsT]):
     llm_logger: Any = None
     """A logger for LLM calls."""
     checkpoint_dir: Path | None = None
-    """Where stages may write checkpoints."""
+    """Where stages may write checkpoints; with no other store, the executor
+    journals the run in a :class:`~actors.checkpoint.FileStore` here."""
     output_dir: Path | None = None
     """Where stages may write their outputs."""
     state: dict[str, Any] = field(default_factory=dict)

@@ -32,6 +32,7 @@ from .._events import (
     StageRestored,
 )
 from .._exceptions import UnencodableOutputError, UnknownRunError
+from .._results import StageStatus
 from .._util import describe
 from ._attempts import Outcome, attempts
 
@@ -324,7 +325,9 @@ class Durable:
         index: int | None,
     ) -> None:
         returned = outcome.returned
-        output = returned.output if returned is not None else outcome.output
+        if returned is not None and returned.status is not StageStatus.SUCCEEDED:
+            return  # a stage that reported itself skipped decides that again
+        output = outcome.output
         try:
             text = encode(output, plan.declared)
             for _, _, effect in effects:
