@@ -7,7 +7,16 @@ import sys
 import time
 from collections.abc import Callable
 
-from . import _cancel, _dag, _fanout, _makespan, _memory, _profile, _scaling
+from . import (
+    _cancel,
+    _dag,
+    _durable,
+    _fanout,
+    _makespan,
+    _memory,
+    _profile,
+    _scaling,
+)
 from ._common import Row, machine, table
 
 PARTS: dict[str, Callable[[bool], list[Row]]] = {
@@ -17,6 +26,7 @@ PARTS: dict[str, Callable[[bool], list[Row]]] = {
     "scaling": _scaling.run,
     "memory": _memory.run,
     "makespan": _makespan.run,
+    "durable": _durable.run,
 }
 EXTRA: dict[str, Callable[[bool], list[Row]]] = {
     "profile": _profile.run,

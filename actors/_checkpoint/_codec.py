@@ -21,6 +21,7 @@ from typing import Any
 import pydantic
 
 from .._exceptions import UnencodableOutputError
+from .._results import StageResult
 from ._keys import stage_callable
 
 
@@ -37,14 +38,18 @@ def declared_type(stage: Any, output_type: Any = None) -> Any:
     function = stage_callable(stage)
     if function is None:
         return None
+    return _declared_by(function, getattr(type(stage), "execute", None) is not None)
+
+
+@functools.lru_cache(maxsize=4096)
+def _declared_by(function: Any, object_stage: bool) -> Any:
+    # Cached: resolving string annotations compiles them, per call.
     try:
         hints = typing.get_type_hints(function)
     except Exception:  # an unresolvable forward reference: no declaration
         return None
     annotation = hints.get("return")
-    if getattr(type(stage), "execute", None) is not None:
-        from .._results import StageResult  # noqa: PLC0415  # keeps layering local
-
+    if object_stage:
         metadata = getattr(annotation, "__pydantic_generic_metadata__", None)
         if (
             metadata
@@ -86,7 +91,7 @@ def encode(value: Any, declared: Any = None) -> str:
                 "and the stage declares no output type; annotate the stage's "
                 "return type (or StageResult[T]) or pass output_type="
             )
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        return _COMPACT(value)
     try:
         if isinstance(declared, type) and not isinstance(value, declared):
             raise TypeError(f"it is not a {_name(declared)}")
@@ -103,6 +108,9 @@ def encode(value: Any, declared: Any = None) -> str:
             "that type, or pass an output_type= that fits its output"
         ) from exc
     return text
+
+
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def decode(text: str, declared: Any = None) -> Any:

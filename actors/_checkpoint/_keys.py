@@ -37,13 +37,13 @@ def canonical_json(value: Any) -> str:
     Keys sorted, no whitespace, UTF-8 kept; NaN and infinities are refused
     (:func:`plain` turns them into tagged strings first).
     """
-    return json.dumps(
-        value,
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-        allow_nan=False,
-    )
+    return _CANONICAL(value)
+
+
+# Built once: json.dumps with options builds a new encoder on every call.
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+).encode
 
 
 def sha256_hex(text: str) -> str:
@@ -181,15 +181,28 @@ class KeyParts:
     """Digest of the stage's input (``None`` for a fan-out item)."""
     item: str | None = None
     """Digest of the fan-out item (``None`` for a whole stage)."""
+    key: str = dataclasses.field(init=False, repr=False, compare=False)
+    """The unit's key: sha256 of the canonical key document."""
+
+    def __post_init__(self) -> None:
+        # Computed once: the key is read several times per unit.
+        object.__setattr__(self, "key", sha256_hex(canonical_json(self.document())))
+
+    def parts(self) -> dict[str, str | None]:
+        """Return the parts by name, as recorded (the key excluded)."""
+        return {part: getattr(self, part) for part in PARTS}
 
     def document(self) -> dict[str, Any]:
         """Return the key document, as hashed."""
-        return {"format": KEY_FORMAT, **dataclasses.asdict(self)}
-
-    @property
-    def key(self) -> str:
-        """The unit's key: sha256 of the canonical key document."""
-        return sha256_hex(canonical_json(self.document()))
+        return {
+            "format": KEY_FORMAT,
+            "pipeline": self.pipeline,
+            "stage": self.stage,
+            "version": self.version,
+            "code": self.code,
+            "input": self.input,
+            "item": self.item,
+        }
 
 
 def stage_key(

@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ._keys import KeyParts, canonical_json, sha256_hex
+from ._keys import PARTS, KeyParts, canonical_json, sha256_hex
 
 RUN_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 """What a run id may look like (it names files in a FileStore)."""
@@ -140,7 +140,7 @@ def entry_line(entry: Entry) -> str:
             "kind": "entry",
             "run_id": entry.run_id,
             "key": entry.key,
-            "parts": dataclasses.asdict(entry.parts),
+            "parts": entry.parts.parts(),
             "output": entry.output,
             "effects": [list(effect) for effect in entry.effects],
             "recorded_at": entry.recorded_at,
@@ -167,7 +167,7 @@ def parse_entry(line: str | bytes) -> Entry | None:
         and isinstance(output, str)
         and _number(recorded_at)
         and isinstance(parts, dict)
-        and set(parts) == {f.name for f in dataclasses.fields(KeyParts)}
+        and set(parts) == set(PARTS)
         and all(v is None or isinstance(v, str) for v in parts.values())
         and isinstance(parts["pipeline"], str)
         and isinstance(parts["stage"], str)
