@@ -17,6 +17,7 @@ run's journal is its segments in name order.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import os
 import shutil
@@ -87,8 +88,8 @@ class FileStore:
     def finish_run(self, run_id: str, status: str, stats: Mapping[str, int]) -> None:
         """Replace the run's record with its final status, atomically."""
         run = self.get_run(run_id)
-        finished = RunInfo(
-            run.run_id, run.pipeline, run.started_at, status, time.time(), dict(stats)
+        finished = dataclasses.replace(
+            run, status=status, finished_at=time.time(), stats=dict(stats)
         )
         self._write(self.path / "runs" / f"{run_id}.json", run_line(finished) + "\n")
 

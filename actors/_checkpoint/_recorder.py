@@ -186,6 +186,7 @@ async def open_recorder(
     pipeline: str,
     report: FailureReport,
     flush_delay_s: float = FLUSH_DELAY_S,
+    resumed_from: str | None = None,
 ) -> AsyncIterator[Recorder]:
     """Record a run in *store* for as long as the block runs.
 
@@ -198,7 +199,7 @@ async def open_recorder(
     """
     if not (math.isfinite(flush_delay_s) and flush_delay_s >= 0):
         raise ValueError(f"flush_delay_s must be finite and >= 0, got {flush_delay_s}")
-    run = RunInfo(run_id, pipeline, time.time())
+    run = RunInfo(run_id, pipeline, time.time(), resumed_from=resumed_from)
     recorder = Recorder(store, run, report, flush_delay_s)
     try:
         await recorder._begin()

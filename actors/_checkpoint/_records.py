@@ -46,6 +46,8 @@ class RunInfo:
     status: str = "running"
     finished_at: float | None = None
     stats: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    resumed_from: str | None = None
+    """The run this one resumed, if any."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -103,6 +105,7 @@ def run_line(run: RunInfo) -> str:
             "status": run.status,
             "finished_at": run.finished_at,
             "stats": dict(run.stats),
+            "resumed_from": run.resumed_from,
         }
     )
 
@@ -118,8 +121,10 @@ def parse_run(line: str | bytes) -> RunInfo | None:
         doc.get("status"),
         doc.get("finished_at"),
     )
+    resumed_from = doc.get("resumed_from")
     if not (
         valid_run_id(run_id)
+        and (resumed_from is None or valid_run_id(resumed_from))
         and isinstance(pipeline, str)
         and _number(started)
         and isinstance(status, str)
@@ -130,7 +135,15 @@ def parse_run(line: str | bytes) -> RunInfo | None:
         return None
     assert isinstance(run_id, str)  # for mypy: checked above
     assert isinstance(started, int | float)
-    return RunInfo(run_id, pipeline, float(started), status, finished, stats)
+    return RunInfo(
+        run_id,
+        pipeline,
+        float(started),
+        status,
+        finished,
+        stats,
+        None if resumed_from is None else str(resumed_from),
+    )
 
 
 def entry_line(entry: Entry) -> str:

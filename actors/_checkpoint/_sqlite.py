@@ -9,6 +9,7 @@ edited behind the store's back is a miss like a damaged file.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sqlite3
 import time
@@ -127,8 +128,8 @@ class SQLiteStore:
             run = _run(row, run_id)
             if run is None:
                 raise UnknownRunError(f"no readable run {run_id!r} in {self!r}")
-            finished = RunInfo(
-                run_id, run.pipeline, run.started_at, status, time.time(), dict(stats)
+            finished = dataclasses.replace(
+                run, status=status, finished_at=time.time(), stats=dict(stats)
             )
             db.execute(
                 "UPDATE runs SET record = ? WHERE run_id = ?",

@@ -129,7 +129,11 @@ async def _open_durable(
             run.dispatch.emit("checkpoint_failed", event)
 
     async with open_recorder(
-        store, run_id=run.run_id, pipeline=run.graph.name, report=report
+        store,
+        run_id=run.run_id,
+        pipeline=run.graph.name,
+        report=report,
+        resumed_from=None if resumed is None else resumed.run.run_id,
     ) as recorder:
         durable = Durable(run, store, resumed, recorder)
         if resumed is not None and resumed.corrupt:
