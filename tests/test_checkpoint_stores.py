@@ -312,3 +312,30 @@ def test_sigkill_mid_write_leaves_a_readable_store(tmp_path: Path, kind: str) ->
         leftovers = list((tmp_path / "tmp").iterdir())
         store.prune(0, now=time.time() + 1)
         assert all(not p.exists() for p in leftovers)
+
+
+def test_file_store_find_index_sees_own_writes_and_others_after_refresh(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """find() sees its own writes at once, another writer's after a refresh."""
+    import actors._checkpoint._file as file_module
+
+    mine, theirs = FileStore(tmp_path), FileStore(tmp_path)
+    key = entry("x", "a", 1).key
+    assert mine.find(key) is None
+    mine.begin_run(RunInfo("r1", "pipe", 1.0))
+    mine.append("r1", [entry("r1", "a", 1, output='"one"')])
+    assert _output(mine.find(key)) == '"one"'
+    assert _output(theirs.find(key)) == '"one"'
+    mine.begin_run(RunInfo("r2", "pipe", 2.0))
+    mine.append("r2", [entry("r2", "a", 1, output='"two"')])
+    assert _output(mine.find(key)) == '"two"'
+    assert _output(theirs.find(key)) == '"one"'  # within the refresh window
+    monkeypatch.setattr(file_module, "INDEX_REFRESH_S", 0.0)
+    assert _output(theirs.find(key)) == '"two"'
+    mine.prune(0, now=2.5)  # r1 and r2 both started before 2.5
+    assert theirs.find(key) is None
+
+
+def _output(found: Entry | None) -> str | None:
+    return None if found is None else found.output

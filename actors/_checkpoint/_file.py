@@ -39,6 +39,9 @@ from ._records import (
 )
 from ._store import JournalContents
 
+INDEX_REFRESH_S = 1.0
+"""How often :meth:`FileStore.find` looks for journal files it has not read."""
+
 _MAX_FILE = 256 * 1024 * 1024
 """Files larger than this are not read (a damaged or hostile store)."""
 
@@ -59,6 +62,10 @@ class FileStore:
         self.path = Path(path)
         self._counter = itertools.count()
         self._lock = threading.Lock()
+        self._index: dict[str, tuple[tuple[float, str], Entry]] = {}
+        self._read_segments: set[Path] = set()
+        self._started: dict[str, float] = {}
+        self._indexed_at: float | None = None
 
     def __repr__(self) -> str:
         return f"FileStore({str(self.path)!r})"
@@ -70,6 +77,8 @@ class FileStore:
         _check_id(run.run_id)
         (self.path / "journal" / run.run_id).mkdir(parents=True, exist_ok=True)
         self._write(self.path / "runs" / f"{run.run_id}.json", run_line(run) + "\n")
+        with self._lock:
+            self._started[run.run_id] = run.started_at
 
     def append(self, run_id: str, entries: Sequence[Entry]) -> None:
         """Write *entries* as one new segment of the run's journal, atomically."""
@@ -84,6 +93,17 @@ class FileStore:
         name = f"{time.time_ns():020d}-{os.getpid()}-{count:08d}.jsonl"
         text = "".join(entry_line(entry) + "\n" for entry in entries)
         self._write(journal / name, text)
+        with self._lock:  # what this object writes, find() sees at once
+            started = self._started.get(run_id)
+            if started is not None:
+                self._read_segments.add(journal / name)
+                for entry in entries:
+                    self._index_entry(entry, (started, name))
+
+    def _index_entry(self, entry: Entry, rank: tuple[float, str]) -> None:
+        held = self._index.get(entry.key)
+        if held is None or held[0] <= rank:
+            self._index[entry.key] = (rank, entry)
 
     def finish_run(self, run_id: str, status: str, stats: Mapping[str, int]) -> None:
         """Replace the run's record with its final status, atomically."""
@@ -179,18 +199,57 @@ class FileStore:
     def find(self, key: str) -> Entry | None:
         """Return an entry with *key* from the latest run that has one, or None.
 
-        Reads the journals newest run first: the cost grows with the store;
-        prune it (or use :class:`SQLiteStore`, which indexes keys).
+        Served from an index of the journals kept by this object. Journal
+        files never change once written, so the index only reads new ones;
+        it looks for them at most every :data:`INDEX_REFRESH_S` seconds, so
+        an entry another process wrote in that window can be missed (its
+        unit then simply runs).
         """
-        for run in reversed(self.list_runs()):
-            try:
-                contents = self.read_journal(run.run_id)
-            except UnknownRunError:
-                continue
-            for entry in reversed(contents.entries):
-                if entry.key == key:
-                    return entry
-        return None
+        with self._lock:
+            now = time.monotonic()
+            if self._indexed_at is None or now - self._indexed_at >= INDEX_REFRESH_S:
+                self._refresh_index()
+                self._indexed_at = now
+            found = self._index.get(key)
+        return None if found is None else found[1]
+
+    def _refresh_index(self) -> None:
+        """Read the journal files not read yet into the key index."""
+        runs = set()
+        for journal in _listing(self.path / "journal"):
+            run_id = journal.name
+            started = self._started.get(run_id)
+            if started is None:
+                try:
+                    started = self.get_run(run_id).started_at
+                except UnknownRunError:
+                    continue  # not begun yet, or damaged: nothing to trust
+                self._started[run_id] = started
+            runs.add(run_id)
+            for segment in _listing(journal):
+                if segment in self._read_segments or not segment.name.endswith(
+                    ".jsonl"
+                ):
+                    continue
+                self._read_segments.add(segment)
+                data = _read_bytes(segment)
+                lines = [] if data is None else data.split(b"\n")
+                for line in lines:
+                    entry = parse_entry(line) if line.strip() else None
+                    if entry is None or entry.run_id != run_id:
+                        continue
+                    self._index_entry(entry, (started, segment.name))
+        # Pruned runs leave the index.
+        gone = set(self._started) - runs
+        if gone:
+            self._index = {
+                k: v for k, v in self._index.items() if v[1].run_id not in gone
+            }
+            self._read_segments = {
+                s for s in self._read_segments if s.parent.name not in gone
+            }
+            for run_id in gone:
+                del self._started[run_id]
 
     def prune(self, older_than_s: float, *, now: float | None = None) -> list[str]:
         """Delete runs started more than *older_than_s* seconds before *now*.

@@ -136,12 +136,6 @@ async def _open_durable(
         resumed_from=None if resumed is None else resumed.run.run_id,
     ) as recorder:
         durable = Durable(run, store, resumed, recorder)
-        if resumed is not None and resumed.corrupt:
-            durable.corrupt(
-                None,
-                f"{resumed.corrupt} damaged record(s) in the journal of run "
-                f"{resumed.run.run_id!r} were ignored",
-            )
         run.durable = durable
         try:
             yield durable
@@ -167,6 +161,7 @@ class Durable:
     """
 
     __slots__ = (
+        "_damaged",
         "_items_restored",
         "_plans",
         "entries",
@@ -196,6 +191,13 @@ class Durable:
         self._items_restored: dict[int, tuple[int, str]] = {}
         self.restored = 0
         self.ran = 0
+        # Reported when the first unit asks, so after pipeline_started.
+        self._damaged = None
+        if resumed is not None and resumed.corrupt:
+            self._damaged = (
+                f"{resumed.corrupt} damaged record(s) in the journal of run "
+                f"{resumed.run.run_id!r} were ignored"
+            )
 
     def stats(self) -> dict[str, int]:
         """Return the run's unit counts: restored and ran."""
@@ -239,6 +241,9 @@ class Durable:
     async def _unit(
         self, node: Node, state: StageState, value: Any, index: int | None
     ) -> Outcome:
+        if self._damaged is not None:
+            self.corrupt(None, self._damaged)
+            self._damaged = None
         plan = self._plan(node)
         parts = None
         if plan is not None:
