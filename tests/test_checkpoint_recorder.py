@@ -31,6 +31,8 @@ class Failing(MemoryStore):
 class Watching(MemoryStore):
     """A MemoryStore that records which thread each write runs on."""
 
+    blocking = True  # treated like a store on disk: called in worker threads
+
     def __init__(self) -> None:
         super().__init__()
         self.threads: set[int] = set()

@@ -38,6 +38,7 @@ from actors.checkpoint import (
     FileStore,
     MemoryStore,
     SQLiteStore,
+    Store,
     UnknownRunError,
 )
 
@@ -541,3 +542,41 @@ def _lines(path: Path) -> int:
         return len(path.read_text().splitlines())
     except FileNotFoundError:
         return 0
+
+
+@pytest.mark.parametrize("kind", ["memory", "file", "sqlite"])
+async def test_virtual_time_does_not_move_while_the_store_works(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, kind: str
+) -> None:
+    """Under an autojump clock a durable run keeps the exact times of a plain one."""
+
+    async def nap(value: int, context: PipelineContext) -> int:
+        await trio.sleep(0.25)
+        return value + 1
+
+    pipeline = PipelineDefinition(
+        name="timed",
+        stages=[
+            StageDefinition("a", nap),
+            StageDefinition("b", nap, inputs=["a"]),
+            StageDefinition(
+                "c", nap, inputs=["b"], pattern=ExecutionPattern.SEQUENTIAL
+            ),
+        ],
+        timeout_ms=800,
+    )
+    stores: dict[str, Store] = {
+        "memory": MemoryStore(),
+        "file": FileStore(tmp_path),
+        "sqlite": SQLiteStore(tmp_path / "s.db"),
+    }
+    store = stores[kind]
+    begin = trio.current_time()
+    with trio.fail_after(10):  # a deadline the clock would jump to
+        first = await PipelineExecutor(store=store).execute(pipeline, 0)
+    assert first.success
+    assert first.total_duration_ms == 750.0
+    assert trio.current_time() - begin == 0.75
+    again = await PipelineExecutor(store=store).execute(pipeline, 0, resume="latest")
+    assert again.total_duration_ms == 0.0
+    assert trio.current_time() - begin == 0.75

@@ -62,7 +62,8 @@ class FileStore:
         self.path = Path(path)
         self._counter = itertools.count()
         self._lock = threading.Lock()
-        self._index: dict[str, tuple[tuple[float, str], Entry]] = {}
+        # key -> (rank: run start and segment name, entry, its segment)
+        self._index: dict[str, tuple[tuple[float, str], Entry, Path]] = {}
         self._read_segments: set[Path] = set()
         self._started: dict[str, float] = {}
         self._indexed_at: float | None = None
@@ -98,12 +99,14 @@ class FileStore:
             if started is not None:
                 self._read_segments.add(journal / name)
                 for entry in entries:
-                    self._index_entry(entry, (started, name))
+                    self._index_entry(entry, (started, name), journal / name)
 
-    def _index_entry(self, entry: Entry, rank: tuple[float, str]) -> None:
+    def _index_entry(
+        self, entry: Entry, rank: tuple[float, str], segment: Path
+    ) -> None:
         held = self._index.get(entry.key)
         if held is None or held[0] <= rank:
-            self._index[entry.key] = (rank, entry)
+            self._index[entry.key] = (rank, entry, segment)
 
     def finish_run(self, run_id: str, status: str, stats: Mapping[str, int]) -> None:
         """Replace the run's record with its final status, atomically."""
@@ -211,6 +214,12 @@ class FileStore:
                 self._refresh_index()
                 self._indexed_at = now
             found = self._index.get(key)
+            if found is not None and not _holds(found[2], found[1]):
+                # Changed or deleted behind our back: read every file again
+                # (an older run may hold the key intact).
+                self._index, self._read_segments = {}, set()
+                self._refresh_index()
+                found = self._index.get(key)
         return None if found is None else found[1]
 
     def _refresh_index(self) -> None:
@@ -238,7 +247,7 @@ class FileStore:
                     entry = parse_entry(line) if line.strip() else None
                     if entry is None or entry.run_id != run_id:
                         continue
-                    self._index_entry(entry, (started, segment.name))
+                    self._index_entry(entry, (started, segment.name), segment)
         # Pruned runs leave the index.
         gone = set(self._started) - runs
         if gone:
@@ -277,6 +286,14 @@ class FileStore:
                 with contextlib.suppress(OSError):
                     path.unlink()
         return gone
+
+
+def _holds(segment: Path, entry: Entry) -> bool:
+    """Return whether *segment* still holds *entry*, intact."""
+    data = _read_bytes(segment)
+    if data is None:
+        return False
+    return any(parse_entry(line) == entry for line in data.split(b"\n") if line.strip())
 
 
 def _check_id(run_id: str) -> None:

@@ -7,13 +7,16 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import trio
+import trio.testing
 
 from ._records import Entry, RunInfo
 
 if TYPE_CHECKING:
+    import outcome
+
     from ._store import Store
 
 FLUSH_DELAY_S = 0.05
@@ -30,6 +33,32 @@ CLOSE_TIMEOUT_S = 10.0
 
 FailureReport = Callable[[str, Exception], None]
 """Called with the store operation that failed and its exception."""
+
+ResultT = TypeVar("ResultT")
+
+
+async def call_store(store: object, function: Callable[[], ResultT]) -> ResultT:
+    """Call *function* (a method of *store*) without blocking the event loop.
+
+    This is a checkpoint. A store whose ``blocking`` attribute is false (a
+    :class:`MemoryStore`) is called inline. Others run in a worker thread.
+    Under trio's virtual :class:`~trio.testing.MockClock` the caller keeps
+    yielding while the thread works, instead of sleeping: an autojump clock
+    would otherwise see every task blocked and jump virtual time ahead (to a
+    timeout) while the store is still writing. Cancelled meanwhile, the call
+    is abandoned (its write, being atomic, completes or not on its own).
+    """
+    if not getattr(store, "blocking", True):
+        await trio.lowlevel.checkpoint()
+        return function()
+    if not isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock):
+        return await trio.to_thread.run_sync(function)
+    box: list[outcome.Outcome[ResultT]] = []
+    trio.lowlevel.start_thread_soon(function, box.append)
+    await trio.lowlevel.checkpoint()
+    while not box:
+        await trio.lowlevel.checkpoint()
+    return box[0].unwrap()
 
 
 class Recorder:
@@ -96,7 +125,7 @@ class Recorder:
         if self._failed:
             return
         try:
-            await trio.to_thread.run_sync(function)
+            await call_store(self._store, function)
         except Exception as exc:
             self._fail(operation, exc)
 
@@ -140,7 +169,12 @@ class Recorder:
             step[0] = "finish_run"
             store.finish_run(run_id, status, stats)
 
-        done, error = await trio.to_thread.run_sync(_bounded, close, CLOSE_TIMEOUT_S)
+        if getattr(store, "blocking", True):
+            done, error = await call_store(
+                store, lambda: _bounded(close, CLOSE_TIMEOUT_S)
+            )
+        else:
+            done, error = _inline(close)
         if error is not None:
             self._fail(step[0], error)
         elif not done:
@@ -150,6 +184,14 @@ class Recorder:
             )
         else:
             self.written += len(batch)
+
+
+def _inline(function: Callable[[], None]) -> tuple[bool, Exception | None]:
+    try:
+        function()
+    except Exception as exc:
+        return True, exc
+    return True, None
 
 
 def _bounded(

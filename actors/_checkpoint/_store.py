@@ -31,7 +31,9 @@ class Store(Protocol):
     Methods are synchronous and may block on I/O: the executor calls them in
     a worker thread (``trio.to_thread.run_sync``), never on the event loop,
     and never two at once for the same run. A store may be shared by several
-    runs, threads and (for stores on disk) processes at once.
+    runs, threads and (for stores on disk) processes at once. A store whose
+    methods never block may say so with a class attribute ``blocking =
+    False``: it is then called inline, on the event loop.
 
     Promises every implementation keeps:
 
@@ -99,8 +101,13 @@ class MemoryStore:
     """A store in this process's memory: for tests, and caching within one process.
 
     Thread-safe; nothing survives the process. Entries are kept as objects,
-    so nothing is serialised or checked on the way.
+    so nothing is serialised or checked on the way. Its methods never block,
+    so the executor calls them inline (``blocking = False``): under a
+    virtual clock, time never moves while it records.
     """
+
+    blocking = False
+    """Never blocks: called on the event loop, not in a worker thread."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

@@ -18,12 +18,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import trio
-
 from .._checkpoint import Entry, FileStore, JournalContents, Store
 from .._checkpoint._codec import declared_type, decode, encode
 from .._checkpoint._keys import KeyParts, UndigestableError, code_fingerprint, stage_key
-from .._checkpoint._recorder import Recorder, open_recorder
+from .._checkpoint._recorder import Recorder, call_store, open_recorder
 from .._context import EFFECTS
 from .._events import (
     CheckpointCorrupt,
@@ -87,7 +85,7 @@ async def read_resumed(store: Store, resume: str, pipeline: str) -> JournalConte
     if not isinstance(resume, str):
         raise UnknownRunError(f"resume must be a run id or 'latest', got {resume!r}")
     try:
-        return await trio.to_thread.run_sync(read)
+        return await call_store(store, read)
     except UnknownRunError:
         raise
     except Exception as exc:
@@ -288,7 +286,7 @@ class Durable:
         entry = self.entries.get(key)
         if entry is None and plan.cache:
             try:
-                entry = await trio.to_thread.run_sync(self.store.find, key)
+                entry = await call_store(self.store, lambda: self.store.find(key))
             except Exception as exc:  # a failing store is a miss, never an error
                 self.recorder._fail("find", exc)
                 entry = None
