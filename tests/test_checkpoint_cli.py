@@ -19,7 +19,7 @@ from actors import (
     StageDefinition,
 )
 from actors._checkpoint import RunInfo
-from actors._cli_runs import main_runs, open_store, parse_duration
+from actors._cli._runs import main_runs, open_store, parse_duration
 from actors.checkpoint import FileStore, SQLiteStore
 
 

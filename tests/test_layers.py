@@ -42,7 +42,6 @@ LAYERS: dict[str, int] = {
     "_diagram": 5,
     "_render": 5,  # re-exports _diagram until the facade imports it directly
     "_analysis": 5,
-    "_cli_runs": 5,
     "_cli": 5,
     "__main__": 5,
     "_aio": 5,

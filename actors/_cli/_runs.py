@@ -26,9 +26,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from ._checkpoint import Entry, FileStore, SQLiteStore, Store
-from ._checkpoint._keys import KeyParts, explain_miss
-from ._exceptions import UnknownRunError
+from .._checkpoint import Entry, FileStore, SQLiteStore, Store
+from .._checkpoint._keys import KeyParts, explain_miss
+from .._exceptions import UnknownRunError
 
 _EXIT_OK = 0
 _EXIT_BAD_INPUT = 2
