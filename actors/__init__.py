@@ -28,6 +28,9 @@ from ._definition import Stage as Stage
 from ._definition import StageDefinition as StageDefinition
 from ._definition import StageFunction as StageFunction
 from ._diagram import render_diagram as render_diagram
+from ._events import CheckpointCorrupt as CheckpointCorrupt
+from ._events import CheckpointFailed as CheckpointFailed
+from ._events import CheckpointSkipped as CheckpointSkipped
 from ._events import ItemFinished as ItemFinished
 from ._events import LimitPaused as LimitPaused
 from ._events import LimitWaited as LimitWaited
@@ -35,6 +38,7 @@ from ._events import OffloadOrphaned as OffloadOrphaned
 from ._events import PipelineFinished as PipelineFinished
 from ._events import PipelineStarted as PipelineStarted
 from ._events import StageFinished as StageFinished
+from ._events import StageRestored as StageRestored
 from ._events import StageRetrying as StageRetrying
 from ._events import StageStarted as StageStarted
 from ._events import StageUnresponsive as StageUnresponsive
@@ -62,6 +66,9 @@ from ._version import __version__ as __version__
 
 __all__ = [
     "ActorsError",
+    "CheckpointCorrupt",
+    "CheckpointFailed",
+    "CheckpointSkipped",
     "Condition",
     "ExecutionPattern",
     "ItemFinished",
@@ -88,6 +95,7 @@ __all__ = [
     "StageFinished",
     "StageFunction",
     "StageProfile",
+    "StageRestored",
     "StageResult",
     "StageRetrying",
     "StageStarted",

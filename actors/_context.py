@@ -21,6 +21,14 @@ current_limiter: ContextVar[
     Callable[[str, int, float], AbstractAsyncContextManager[Permit]] | None
 ] = ContextVar("actors_current_limiter", default=None)
 """Set by the kernel in each stage's task: how ``ctx.limit`` reaches its run."""
+EFFECTS: ContextVar[list[tuple[str, str, Any]] | None] = ContextVar(
+    "actors_effects", default=None
+)
+"""The set_state and metric calls of the unit running in this task, if journaled.
+
+A durable run sets it around each stage (and fan-out item) so its calls can
+be replayed when the unit is restored; tasks the stage starts inherit it.
+"""
 
 
 @dataclass(eq=False)
@@ -45,7 +53,8 @@ class PipelineContext(Generic[DepsT]):
     llm_logger: Any = None
     """A logger for LLM calls."""
     checkpoint_dir: Path | None = None
-    """Where stages may write checkpoints."""
+    """Where stages may write checkpoints; with no other store, the executor
+    journals the run in a :class:`~actors.checkpoint.FileStore` here."""
     output_dir: Path | None = None
     """Where stages may write their outputs."""
     state: dict[str, Any] = field(default_factory=dict)
@@ -64,20 +73,33 @@ class PipelineContext(Generic[DepsT]):
     )
 
     def set_state(self, key: str, value: Any) -> None:
-        """Store *value* under *key* for later stages (and conditions) to read."""
+        """Store *value* under *key* for later stages (and conditions) to read.
+
+        In a durable run the call is journaled with the stage's result and
+        replayed when the stage is restored (*value* must then be JSON).
+        """
         self.state[key] = value
+        effects = EFFECTS.get()
+        if effects is not None:
+            effects.append(("set_state", key, value))
 
     def get_state(self, key: str, default: Any = None) -> Any:
         """Return the state stored under *key*, or *default*."""
         return self.state.get(key, default)
 
     def add_metric(self, key: str, value: Any) -> None:
-        """Set the metric *key* to *value*."""
+        """Set the metric *key* to *value* (journaled like :meth:`set_state`)."""
         self.metrics[key] = value
+        effects = EFFECTS.get()
+        if effects is not None:
+            effects.append(("add_metric", key, value))
 
     def increment_metric(self, key: str, delta: float = 1) -> None:
-        """Add *delta* to the metric *key* (starting from 0)."""
+        """Add *delta* to the metric *key* (starting from 0; journaled likewise)."""
         self.metrics[key] = self.metrics.get(key, 0) + delta
+        effects = EFFECTS.get()
+        if effects is not None:
+            effects.append(("increment_metric", key, delta))
 
     def limit(
         self, name: str, *, requests: int = 1, tokens: float = 0

@@ -196,6 +196,14 @@ class StageDefinition(BaseModel):
     ``offload.dask(client)`` (any :class:`~actors.abc.Offloader`); the stage is
     then a plain sync callable taking the input alone. ``None``: on the event
     loop."""
+    version: str | None = None
+    """Part of the stage's checkpoint key: change it to invalidate stored results."""
+    cache: bool = False
+    """Reuse a matching checkpointed result from any earlier run in the store."""
+    output_type: Any = None
+    """The type the checkpoint codec encodes and decodes the output as."""
+    checkpoint: bool = True
+    """False: never recorded, always run (in a durable run)."""
 
     def __init__(
         self,
@@ -213,6 +221,10 @@ class StageDefinition(BaseModel):
         rate_limit: str | None = None,
         cost: int | Callable[[Any], int] | None = None,
         offload: Offloader | None = None,
+        version: str | None = None,
+        cache: bool = False,
+        output_type: Any = None,
+        checkpoint: bool = True,
     ) -> None:
         super().__init__(
             id=id,
@@ -228,6 +240,10 @@ class StageDefinition(BaseModel):
             rate_limit=rate_limit,
             cost=cost,
             offload=offload,
+            version=version,
+            cache=cache,
+            output_type=output_type,
+            checkpoint=checkpoint,
         )
 
 

@@ -160,3 +160,65 @@ class OffloadOrphaned:
     backend: str
     key: str | None
     at_ms: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StageRestored:
+    """A stage, or some items of a fan-out stage, reused a checkpointed result.
+
+    ``restored_from`` is the id of the run that produced it. For a whole
+    stage ``items`` is ``None``; for a fan-out stage it is how many of its
+    ``total`` items were restored (the others run). A restored body is not
+    called; the calls it made to ``set_state`` and the metrics are replayed.
+    """
+
+    run_id: str
+    pipeline: str
+    stage_id: str
+    restored_from: str
+    at_ms: float
+    items: int | None = None
+    total: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckpointSkipped:
+    """A unit succeeded but could not be checkpointed; ``reason`` says why and the fix.
+
+    For example its output is not JSON-native and the stage declares no type,
+    or its input has no JSON form. The result is used as usual; a resume runs
+    the unit again.
+    """
+
+    run_id: str
+    pipeline: str
+    stage_id: str
+    reason: str
+    at_ms: float
+    item_index: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckpointCorrupt:
+    """Stored records could not be used: damaged, tampered with, or undecodable.
+
+    They are misses: the units they held run again. ``stage_id`` is ``None``
+    for damaged records found while reading the resumed run's journal.
+    """
+
+    run_id: str
+    pipeline: str
+    stage_id: str | None
+    reason: str
+    at_ms: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckpointFailed:
+    """The store failed (``operation`` raised ``error``); the run goes on unrecorded."""
+
+    run_id: str
+    pipeline: str
+    operation: str
+    error: str
+    at_ms: float

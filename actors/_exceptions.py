@@ -57,3 +57,22 @@ class HostClosedError(ActorsError, RuntimeError):
     cancelled). Never raised by a run that was started and finished while the
     host was open, and never raised under plain trio.
     """
+
+
+class UnknownRunError(ActorsError, LookupError):
+    """A store holds no readable run under the id asked for.
+
+    Raised by a checkpoint store's run lookups, and by ``execute(...,
+    resume=...)`` before any stage runs, when the store does not hold the run,
+    or its record or journal cannot be read (missing, corrupt, tampered with,
+    or unreadable). Never raised once a run has started.
+    """
+
+
+class UnencodableOutputError(ActorsError, TypeError):
+    """A stage's output cannot be stored as JSON by the type it declares.
+
+    Raised by the checkpoint codec; the executor catches it, runs on without
+    checkpointing that stage and reports ``checkpoint_skipped``. Never raised
+    to the caller of ``execute``.
+    """

@@ -16,6 +16,7 @@ whose level is enabled, so an event nobody will read is never built.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -23,6 +24,9 @@ from typing import Any, Protocol
 import structlog
 
 from ._events import (
+    CheckpointCorrupt,
+    CheckpointFailed,
+    CheckpointSkipped,
     ItemFinished,
     LimitPaused,
     LimitWaited,
@@ -30,6 +34,7 @@ from ._events import (
     PipelineFinished,
     PipelineStarted,
     StageFinished,
+    StageRestored,
     StageRetrying,
     StageStarted,
     StageUnresponsive,
@@ -65,6 +70,10 @@ _HOOK_LEVELS: dict[str, frozenset[int]] = {
     "limit_paused": frozenset({WARNING}),
     "offload_orphaned": frozenset({WARNING}),
     "pipeline_finished": frozenset({INFO, WARNING, ERROR}),
+    "stage_restored": frozenset({INFO}),
+    "checkpoint_skipped": frozenset({WARNING}),
+    "checkpoint_corrupt": frozenset({WARNING}),
+    "checkpoint_failed": frozenset({WARNING}),
 }
 
 _METHOD = {DEBUG: "debug", INFO: "info", WARNING: "warning", ERROR: "error"}
@@ -435,3 +444,24 @@ class LoggingObserver(Observer):
                 "at_ms": event.at_ms,
             },
         )
+
+    def stage_restored(self, event: StageRestored) -> None:
+        """Log ``stage_restored``."""
+        self._sink.write(INFO, "stage_restored", _fields(event))
+
+    def checkpoint_skipped(self, event: CheckpointSkipped) -> None:
+        """Log ``checkpoint_skipped`` as a warning."""
+        self._sink.write(WARNING, "checkpoint_skipped", _fields(event))
+
+    def checkpoint_corrupt(self, event: CheckpointCorrupt) -> None:
+        """Log ``checkpoint_corrupt`` as a warning."""
+        self._sink.write(WARNING, "checkpoint_corrupt", _fields(event))
+
+    def checkpoint_failed(self, event: CheckpointFailed) -> None:
+        """Log ``checkpoint_failed`` as a warning."""
+        self._sink.write(WARNING, "checkpoint_failed", _fields(event))
+
+
+def _fields(event: Any) -> dict[str, Any]:
+    """Return an event record's fields, in declaration order."""
+    return {f.name: getattr(event, f.name) for f in dataclasses.fields(event)}

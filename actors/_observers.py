@@ -7,6 +7,9 @@ import inspect
 from collections.abc import Callable, Iterable
 
 from ._events import (
+    CheckpointCorrupt,
+    CheckpointFailed,
+    CheckpointSkipped,
     ItemFinished,
     LimitPaused,
     LimitWaited,
@@ -14,6 +17,7 @@ from ._events import (
     PipelineFinished,
     PipelineStarted,
     StageFinished,
+    StageRestored,
     StageRetrying,
     StageStarted,
     StageUnresponsive,
@@ -67,6 +71,18 @@ class Observer:
     def pipeline_finished(self, event: PipelineFinished) -> None:
         """A run ended."""
 
+    def stage_restored(self, event: StageRestored) -> None:
+        """A stage (or some fan-out items) reused a checkpointed result."""
+
+    def checkpoint_skipped(self, event: CheckpointSkipped) -> None:
+        """A unit succeeded but could not be checkpointed."""
+
+    def checkpoint_corrupt(self, event: CheckpointCorrupt) -> None:
+        """Stored records were damaged or undecodable; their units run again."""
+
+    def checkpoint_failed(self, event: CheckpointFailed) -> None:
+        """The store failed; the run goes on unrecorded."""
+
 
 HOOKS = (
     "pipeline_started",
@@ -80,6 +96,10 @@ HOOKS = (
     "limit_paused",
     "offload_orphaned",
     "pipeline_finished",
+    "stage_restored",
+    "checkpoint_skipped",
+    "checkpoint_corrupt",
+    "checkpoint_failed",
 )
 
 
@@ -124,6 +144,10 @@ class Dispatch:
     limit_paused: list[Observer]
     offload_orphaned: list[Observer]
     pipeline_finished: list[Observer]
+    stage_restored: list[Observer]
+    checkpoint_skipped: list[Observer]
+    checkpoint_corrupt: list[Observer]
+    checkpoint_failed: list[Observer]
 
     def __init__(self, observers: Iterable[Observer], report: FailureReport) -> None:
         # By identity: observers need not be hashable, and equal ones are

@@ -117,6 +117,8 @@ class StageResult(BaseModel, Generic[OutputT]):
     """Where the time went; set by the executor."""
     exception: BaseException | None = Field(default=None, exclude=True, repr=False)
     """The exception behind a failure, for debugging; never serialized."""
+    restored_from: str | None = None
+    """The id of the earlier run whose checkpointed result this stage reused."""
 
 
 def success_result(

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from . import (
     _cancel,
     _dag,
+    _durable,
     _fanout,
     _limits,
     _makespan,
@@ -28,6 +29,7 @@ PARTS: dict[str, Callable[[bool], list[Row]]] = {
     "memory": _memory.run,
     "makespan": _makespan.run,
     "offload": _offload.run,
+    "durable": _durable.run,
 }
 EXTRA: dict[str, Callable[[bool], list[Row]]] = {
     "limits": _limits.run,

@@ -40,6 +40,7 @@ LAYERS: dict[str, int] = {
     "_core": 4,
     "_limits": 4,
     "_offload": 4,  # the backends; the attempt loop calls them
+    "_checkpoint": 4,
     # 5: tools built on runs and logs
     "_diagram": 5,
     "_analysis": 5,
@@ -53,6 +54,7 @@ LAYERS: dict[str, int] = {
     "aio": 6,
     "limits": 6,
     "offload": 6,
+    "checkpoint": 6,
 }
 
 # Inside the kernel: what the supervisor and actors share comes first, the
@@ -62,6 +64,7 @@ KERNEL = [
     "_limiting",
     "_wiring",
     "_attempts",
+    "_resume",
     "_fan_out",
     "_actor",
     "_supervisor",

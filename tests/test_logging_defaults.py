@@ -247,6 +247,9 @@ def test_subscriptions_follow_the_enabled_levels() -> None:
             "limit_paused",
             "offload_orphaned",
             "pipeline_finished",
+            "checkpoint_skipped",
+            "checkpoint_corrupt",
+            "checkpoint_failed",
         }
         logger.setLevel(logging.CRITICAL)
         assert LoggingObserver()._actors_subscribe() == set()
@@ -265,6 +268,9 @@ def test_structlog_filtering_is_respected(restore_structlog: None) -> None:
         "limit_paused",
         "offload_orphaned",
         "pipeline_finished",
+        "checkpoint_skipped",
+        "checkpoint_corrupt",
+        "checkpoint_failed",
     }
 
 

@@ -142,9 +142,14 @@ class Actor:
                         failed(exc, "reading its input raised ")
                     )
             outcome = await fan_out(run, node, state, value)
+            if run.durable is not None:
+                run.durable.fan_out_done(node, outcome, len(value))
         else:
             state.started_at_ms = run.now_ms()
-            outcome = await attempts(run, node, state, value, None)
+            if run.durable is None:
+                outcome = await attempts(run, node, state, value, None)
+            else:
+                outcome = await run.durable.stage(node, state, value)
         if not outcome.ok:
             return self._finish_failure(outcome)
         returned = outcome.returned
@@ -158,7 +163,11 @@ class Actor:
                 metadata=returned.metadata,
                 stage_name=returned.stage_name,
             )
-        return self._finish(StageStatus.SUCCEEDED, output=outcome.output)
+        return self._finish(
+            StageStatus.SUCCEEDED,
+            output=outcome.output,
+            restored_from=outcome.restored_from,
+        )
 
     def _finish_failure(self, outcome: Outcome) -> StageResult[Any] | None:
         returned = outcome.returned
@@ -179,6 +188,7 @@ class Actor:
         exception: BaseException | None = None,
         metadata: dict[str, Any] | None = None,
         stage_name: str | None = None,
+        restored_from: str | None = None,
     ) -> StageResult[Any] | None:
         """Record the stage's result; return what to send downstream (if anything)."""
         run, node, state = self.run, self.node, self.state
@@ -197,6 +207,7 @@ class Actor:
             duration_ms=0.0 if started is None else round(now - started, 6),
             profile=state.profile(now),
             exception=exception,
+            restored_from=restored_from,
         )
         run.record(node.index, result)
         if run.reason is not None:

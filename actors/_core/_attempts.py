@@ -34,6 +34,8 @@ class Outcome:
     attempts: int = 0
     begin: float = 0.0
     end: float = 0.0
+    restored_from: str | None = None
+    """Set when a durable run reused a checkpointed result instead of running."""
 
 
 def failed(exc: BaseException, prefix: str = "") -> Outcome:

@@ -51,7 +51,10 @@ async def fan_out(
         for index, item in work:
             if failures:
                 return  # an item failed; its siblings take no new items
-            outcome = await attempts(run, node, state, item, index)
+            if run.durable is None:
+                outcome = await attempts(run, node, state, item, index)
+            else:
+                outcome = await run.durable.item(node, state, item, index)
             # How long this item waited for a concurrency slot.
             state.item_queued_ms += (outcome.begin - fan_begin) * 1000
             duration = (outcome.end - outcome.begin) * 1000

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .._limits import Limits
     from .._observers import Dispatch
     from .._sketch import DurationSketch
+    from ._resume import Durable
 
 # The kernel builds results from values it has checked: skip validation.
 new_result = partial(construct, StageResult)
@@ -119,6 +120,7 @@ class RunState:
         "clock",
         "context",
         "dispatch",
+        "durable",
         "grace_s",
         "graph",
         "limits",
@@ -156,6 +158,8 @@ class RunState:
         self.cancelled_at = float("inf")
         self.states = [StageState() for _ in graph.nodes]
         self.results: list[StageResult[Any] | None] = [None] * len(graph.nodes)
+        # Set by _resume for the length of a durable run.
+        self.durable: Durable | None = None
 
     def now_ms(self) -> float:
         """Milliseconds since the run started, from the trio clock."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import structlog
 import trio
@@ -28,8 +29,12 @@ from .._results import (
 from .._util import leaves
 from ._actor import Actor
 from ._limiting import check_limits
+from ._resume import choose_store, read_resumed, run_recorded
 from ._state import RunState
 from ._wiring import wire
+
+if TYPE_CHECKING:
+    from .._checkpoint import Store
 
 
 class PipelineExecutor:
@@ -46,6 +51,8 @@ class PipelineExecutor:
         limits: Named quotas (:class:`RateLimit`) shared by every run, stage
             and item of this executor: taken with ``ctx.limit(name, ...)`` or
             a stage's ``rate_limit=``.
+        store: Journal every run in this checkpoint store (see
+            :mod:`actors.checkpoint`), so a later run can resume from it.
     """
 
     def __init__(
@@ -55,6 +62,7 @@ class PipelineExecutor:
         log_events: bool = True,
         unresponsive_after_ms: float = 1000,
         limits: Mapping[str, RateLimit] | None = None,
+        store: Store | None = None,
     ) -> None:
         if not (math.isfinite(unresponsive_after_ms) and unresponsive_after_ms >= 0):
             raise ValueError(
@@ -66,6 +74,7 @@ class PipelineExecutor:
         check_observers(self._observers)
         self._log_events = log_events
         self._grace_s = unresponsive_after_ms / 1000
+        self._store = store
 
     async def execute(
         self,
@@ -74,6 +83,8 @@ class PipelineExecutor:
         context: PipelineContext[Any] | None = None,
         *,
         observers: Iterable[Observer] = (),
+        store: Store | None = None,
+        resume: str | None = None,
     ) -> PipelineResult:
         """Run *pipeline* and return its result once every stage has ended.
 
@@ -87,12 +98,22 @@ class PipelineExecutor:
         as themselves (never inside an exception group), also after every
         stage has stopped. No task outlives the call.
 
+        With a store (*store*, else the executor's, else a
+        :class:`~actors.checkpoint.FileStore` in ``context.checkpoint_dir``)
+        every succeeded stage and fan-out item is journaled, and all of it is
+        written before this returns. *resume* (a run id, or ``"latest"`` for
+        the latest run of this pipeline's name) restores each unit that run
+        journaled and whose key still matches, instead of running it.
+
         Raises:
             PipelineValidationError: The definition is invalid (a stage's
                 ``rate_limit`` naming none of this executor's limits
                 included); nothing ran.
             RuntimeError: Called from asyncio, not trio; the message names
                 :mod:`actors.aio`, which runs pipelines for asyncio code.
+            ValueError: *resume* is given without a store; nothing ran.
+            actors.checkpoint.UnknownRunError: The store holds no readable
+                run *resume*; nothing ran.
         """
         require_trio()
         graph = graph_of(pipeline)
@@ -103,16 +124,23 @@ class PipelineExecutor:
             context = PipelineContext()
         observers = tuple(observers)
         check_observers(observers)
+        store = choose_store(self._store, store, resume, context)
+        resumed = None
+        if store is not None and resume is not None:
+            resumed = await read_resumed(store, resume, graph.name)
         every = (*self._observers, *observers)
         if self._log_events:
             every = (LoggingObserver(), *every)
         dispatch = Dispatch(every, report_observer_failure)
         limits = self._limits if self._limits.names else None
-        supervisor = Supervisor(
-            RunState(graph, context, dispatch, self._grace_s, limits)
-        )
+        state = RunState(graph, context, dispatch, self._grace_s, limits)
+        supervisor = Supervisor(state)
         try:
-            return await supervisor.run(initial_input)
+            if store is None:
+                return await supervisor.run(initial_input)
+            return await run_recorded(
+                state, store, resumed, partial(supervisor.run, initial_input)
+            )
         except BaseExceptionGroup as group:
             # Policy: stage code cannot raise out of a run, so a group here
             # holds an interrupt (re-raised bare, as callers expect) or the
