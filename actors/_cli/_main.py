@@ -39,6 +39,8 @@ from ._common import (
 from ._graph import cmd_graph
 from ._logs import register as register_logs
 from ._run import Terminated, cmd_run, sigterm_as_interrupt
+from ._runs import add_store_options
+from ._runs import register as register_runs
 from ._validate import cmd_validate
 
 
@@ -145,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     graph.set_defaults(handler=cmd_graph)
 
     register_logs(subparsers)
+    register_runs(subparsers)
+    add_store_options(run)
     return parser
 
 

@@ -23,10 +23,12 @@ from typing import Any, TextIO, cast
 import structlog
 import trio
 
+from .._checkpoint import Store
 from .._context import PipelineContext
 from .._core import PipelineExecutor
 from .._definition import PipelineDefinition
 from .._diagram import format_for_path, render_diagram
+from .._exceptions import UnknownRunError
 from .._log_config import configure_console, configure_json
 from .._observers import Observer
 from .._results import PipelineResult
@@ -48,6 +50,7 @@ from ._progress import (
     plain_summary,
     rich_summary,
 )
+from ._runs import store_options
 from ._target import TargetError, load_context_factory, load_pipeline
 
 
@@ -267,6 +270,8 @@ async def _run_pipeline(
     observers: Sequence[Observer],
     tracker: ProgressTracker | None,
     redraw: Callable[[], None] | None,
+    store: Store | None = None,
+    resume: str | None = None,
 ) -> tuple[PipelineResult, int | None]:
     """Run the pipeline; the first SIGINT or SIGTERM sets the cancel token.
 
@@ -309,9 +314,17 @@ async def _run_pipeline(
             await nursery.start(watch_signals)
         if redraw is not None:
             nursery.start_soon(keep_drawing)
-        result = await executor.execute(
-            pipeline, initial_input, context, observers=observers
-        )
+        try:
+            result = await executor.execute(
+                pipeline,
+                initial_input,
+                context,
+                observers=observers,
+                store=store,
+                resume=resume,
+            )
+        except UnknownRunError as exc:  # before any stage ran: a usage error
+            raise TargetError(str(exc)) from None
         nursery.cancel_scope.cancel()
     if redraw is not None:
         redraw()  # the final state, unresponsive stages included
@@ -348,6 +361,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         initial_input = _read_input(args)
         _check_graph_path(args.graph)
+        if args.resume is not None and args.store is None:
+            raise TargetError("--resume needs --store (where the run was journaled)")
+        store, resume = store_options(args)
     except TargetError as exc:
         err(f"error: {exc}")
         return EXIT_USAGE
@@ -363,7 +379,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         err(f"error: {exc}")
         return EXIT_USAGE
     try:
-        return _run_and_report(args, pipeline, initial_input, make_context, log_file)
+        return _run_and_report(
+            args,
+            pipeline,
+            initial_input,
+            make_context,
+            log_file,
+            store=store,
+            resume=resume,
+        )
     finally:
         if log_file is not None:
             log_file.close()
@@ -378,6 +402,9 @@ def _run_and_report(
     initial_input: Any,
     make_context: Callable[[], PipelineContext[Any]] | None,
     log_file: _GuardedFile | None,
+    *,
+    store: Store | None,
+    resume: str | None,
 ) -> int:
     rich_output = _use_rich()
     tracker: ProgressTracker | None = None
@@ -411,6 +438,8 @@ def _run_and_report(
                 observers=observers,
                 tracker=tracker,
                 redraw=redraw,
+                store=store,
+                resume=resume,
             )
             _held.active, _held.count = True, 0
             try:
