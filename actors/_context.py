@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic
+from typing import TYPE_CHECKING, Any, Generic
 
 import trio
 from typing_extensions import TypeVar
 
+if TYPE_CHECKING:
+    from ._results import StageResult
+
 DepsT = TypeVar("DepsT", default=None)
+
+ResultLookup = Callable[[str], "StageResult[Any] | None"]
+
+# The run whose tasks read it: its context and how to look its results up.
+# A context variable, not a field, so that two runs sharing one context
+# (an executor may run several at once) each see their own results; trio
+# copies it into every task the run starts.
+current_run: ContextVar[tuple[PipelineContext[Any], ResultLookup] | None] = ContextVar(
+    "actors_current_run", default=None
+)
 
 
 @dataclass(eq=False)
@@ -63,6 +78,21 @@ class PipelineContext(Generic[DepsT]):
     def increment_metric(self, key: str, delta: float = 1) -> None:
         """Add *delta* to the metric *key* (starting from 0)."""
         self.metrics[key] = self.metrics.get(key, 0) + delta
+
+    def upstream_result(self, stage_id: str) -> StageResult[Any] | None:
+        """Return the result of stage *stage_id* of the running run, if it has one.
+
+        For a stage that wants more than its input, e.g. which positions of
+        an upstream ``item_failures="collect"`` fan-out failed
+        (``result.item_errors``). Returns ``None`` for a stage that has not
+        finished yet (or is unknown), and outside a run of this context.
+        Not a checkpoint; call it from the stage's task (or any task or
+        thread it starts).
+        """
+        current = current_run.get()
+        if current is None or current[0] is not self:
+            return None
+        return current[1](stage_id)
 
     def is_cancelled(self) -> bool:
         """Return True once the ``cancel_token`` has been set."""

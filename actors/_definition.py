@@ -5,7 +5,15 @@ from __future__ import annotations
 import enum
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol, Self, TypeAlias, runtime_checkable
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Literal,
+    Protocol,
+    Self,
+    TypeAlias,
+    runtime_checkable,
+)
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
@@ -60,6 +68,9 @@ Stage: TypeAlias = PipelineStage | StageFunction
 
 Condition: TypeAlias = Callable[[PipelineContext[Any]], bool]
 """Decides, once a stage's inputs are ready, whether it runs."""
+
+ItemFailures: TypeAlias = Literal["fail", "collect"]
+"""What a FAN_OUT stage does when an item fails after its own retries."""
 
 
 class RetryConfig(BaseModel):
@@ -157,6 +168,14 @@ class StageDefinition(BaseModel):
     """If false, its failure is recorded, downstream receives ``None``."""
     max_concurrency: int | None = None
     """FAN_OUT only: items running at once (``None``: all of them)."""
+    item_failures: ItemFailures = "fail"
+    """FAN_OUT only: ``"fail"`` (an item failing for good fails the stage and
+    cancels its siblings) or ``"collect"`` (every item runs to its own end;
+    failed items leave ``None`` in the output and are listed in
+    :attr:`StageResult.item_errors`)."""
+    min_successes: int | None = None
+    """With ``item_failures="collect"``: how many items must succeed for the
+    stage to succeed (``None``: one, or none for an empty input)."""
     description: str | None = None
     """Free text, shown in diagrams."""
 
@@ -172,6 +191,8 @@ class StageDefinition(BaseModel):
         timeout_ms: float | None = None,
         critical: bool = True,
         max_concurrency: int | None = None,
+        item_failures: ItemFailures = "fail",
+        min_successes: int | None = None,
         description: str | None = None,
     ) -> None:
         super().__init__(
@@ -184,6 +205,8 @@ class StageDefinition(BaseModel):
             timeout_ms=timeout_ms,
             critical=critical,
             max_concurrency=max_concurrency,
+            item_failures=item_failures,
+            min_successes=min_successes,
             description=description,
         )
 

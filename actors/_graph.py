@@ -206,6 +206,23 @@ def _check_stage(errors: list[str], stage: StageDefinition) -> None:
         )
     if stage.retry_config is not None:
         _check_retry(errors, where, stage.retry_config)
+    _check_item_failures(errors, where, stage)
+
+
+def _check_item_failures(errors: list[str], where: str, stage: StageDefinition) -> None:
+    collect = stage.item_failures == "collect"
+    if collect and stage.pattern is not ExecutionPattern.FAN_OUT:
+        errors.append(f"{where}: item_failures applies only to FAN_OUT stages")
+    minimum = stage.min_successes
+    if minimum is None:
+        return
+    if not collect:
+        errors.append(
+            f"{where}: min_successes needs item_failures='collect' "
+            "(with 'fail', every item must succeed)"
+        )
+    if minimum < 0:
+        errors.append(f"{where}: min_successes must be >= 0, got {minimum}")
 
 
 def _check_timeout(

@@ -114,6 +114,12 @@ class StageResult(BaseModel, Generic[OutputT]):
     """Where the time went; set by the executor."""
     exception: BaseException | None = Field(default=None, exclude=True, repr=False)
     """The exception behind a failure, for debugging; never serialized."""
+    item_errors: dict[int, str] = Field(default_factory=dict)
+    """A fan-out with ``item_failures="collect"``: the error of each failed
+    item, by its index in the input (empty otherwise)."""
+    partial: bool = False
+    """True when a ``"collect"`` fan-out had an item fail: the output holds
+    ``None`` at each failed position."""
 
 
 def success_result(

@@ -143,11 +143,15 @@ class Actor:
 
     def _finish_failure(self, outcome: Outcome) -> StageResult[Any] | None:
         returned = outcome.returned
+        metadata = returned.metadata if returned is not None else None
+        if outcome.output is not None:
+            # A "collect" fan-out that missed min_successes: what did succeed.
+            metadata = {"partial": outcome.output}
         return self._finish(
             StageStatus.FAILED,
             error=outcome.error,
             exception=outcome.exception,
-            metadata=returned.metadata if returned is not None else None,
+            metadata=metadata,
             stage_name=returned.stage_name if returned is not None else None,
         )
 
@@ -165,6 +169,12 @@ class Actor:
         run, node, state = self.run, self.node, self.state
         now = run.now_ms()
         started = state.started_at_ms
+        collected: dict[str, Any] = {}
+        if state.item_errors is not None:  # a "collect" fan-out
+            collected = {
+                "item_errors": state.item_errors,
+                "partial": bool(state.item_errors),
+            }
         result = new_result(
             success=status is StageStatus.SUCCEEDED or status is StageStatus.SKIPPED,
             # A result made by success_result(x) without a name is named
@@ -178,6 +188,7 @@ class Actor:
             duration_ms=0.0 if started is None else round(now - started, 6),
             profile=state.profile(now),
             exception=exception,
+            **collected,
         )
         run.record(node.index, result)
         if run.reason is not None:

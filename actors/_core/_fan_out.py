@@ -22,13 +22,26 @@ async def fan_out(
     """Run every item through the attempt loop; return the stage's outcome.
 
     Workers are spawned lazily, never more than the limit: live tasks stay
-    bounded however long the list. The first item that fails (after its own
-    retries) cancels its siblings and no new item starts. Cancellation of
-    the stage cancels every item and propagates.
+    bounded however long the list. With ``item_failures="fail"``, the first
+    item that fails (after its own retries) cancels its siblings and no new
+    item starts; with ``"collect"``, a failed item cancels nothing (see
+    :func:`_collected`). Cancellation of the stage cancels every item and
+    propagates.
     """
     dispatch = run.dispatch
     count = len(items)
     state.items = count
+    definition = node.definition
+    collect = definition.item_failures == "collect"
+    if collect:
+        state.item_errors = {}
+        minimum = definition.min_successes
+        if minimum is not None and minimum > count:
+            # It could never succeed: say so rather than run every item.
+            return Outcome(
+                False,
+                error=f"min_successes={minimum} but only {count} items arrived",
+            )
     item_ms = state.item_ms = DurationSketch()
     state.started_at_ms = run.now_ms()
     if dispatch.stage_started:
@@ -45,6 +58,7 @@ async def fan_out(
     fan_begin = run.clock.current_time()
     outputs: list[Any] = [None] * count
     failures: list[tuple[int, Outcome]] = []
+    collected: list[tuple[int, Outcome]] = []
     work = iter(enumerate(items))
 
     async def worker(cancel_scope: trio.CancelScope) -> None:
@@ -71,19 +85,67 @@ async def fan_out(
                     at_ms=run.now_ms(),
                 )
                 dispatch.emit("item_finished", event)
-            if not outcome.ok:
+            if outcome.ok:
+                outputs[index] = outcome.output
+            elif collect:
+                collected.append((index, outcome))
+            else:
                 failures.append((index, outcome))
                 cancel_scope.cancel()
                 return
-            outputs[index] = outcome.output
 
-    limit = min(node.definition.max_concurrency or count, count)
+    limit = min(definition.max_concurrency or count, count)
     if limit:
         async with trio.open_nursery() as nursery:
             for _ in range(limit):
                 nursery.start_soon(worker, nursery.cancel_scope)
+    if collect:
+        return _collected(state, definition.min_successes, outputs, collected)
     if failures:
         index, outcome = failures[0]
         outcome.error = f"item {index}: {outcome.error}"
         return outcome
     return Outcome(True, output=outputs)
+
+
+SHOWN_ERRORS = 3
+"""How many item errors a failed ``"collect"`` fan-out names in its error."""
+
+
+def _collected(
+    state: StageState,
+    minimum: int | None,
+    outputs: list[Any],
+    collected: list[tuple[int, Outcome]],
+) -> Outcome:
+    """Judge a ``"collect"`` fan-out whose items have all ended.
+
+    It succeeds when at least *minimum* items succeeded (``None``: one, or
+    none for an empty input), with ``None`` at each failed position. Else
+    it fails, naming how many items failed and the first few errors (by
+    index); the outputs of the items that succeeded travel on the outcome
+    and end up in the result's ``metadata["partial"]``.
+    """
+    collected.sort(key=lambda pair: pair[0])
+    errors = state.item_errors = {index: o.error for index, o in collected}
+    count = len(outputs)
+    succeeded = count - len(errors)
+    if minimum is None:
+        minimum = min(count, 1)
+    if succeeded >= minimum:
+        return Outcome(True, output=outputs)
+    shown = "; ".join(
+        f"item {index}: {error}" for index, error in list(errors.items())[:SHOWN_ERRORS]
+    )
+    more = len(errors) - SHOWN_ERRORS
+    if more > 0:
+        shown += f"; and {more} more"
+    return Outcome(
+        False,
+        output=outputs,
+        error=(
+            f"{len(errors)} of {count} items failed, {succeeded} succeeded "
+            f"(min_successes={minimum}): {shown}"
+        ),
+        exception=collected[0][1].exception,
+    )

@@ -47,6 +47,8 @@ class StageState:
     stopped_at: float | None = None
     """Clock time its actor ended, if the run was cancelled by then."""
     named_unresponsive: bool = False
+    item_errors: dict[int, str] | None = None
+    """A ``"collect"`` fan-out's failed items (``None`` for other stages)."""
 
     def profile(self, finished_at_ms: float) -> StageProfile:
         """Freeze what was measured into a profile."""
@@ -161,6 +163,13 @@ class RunState:
             self.cancelled_at_ms = round((self.cancelled_at - self.start) * 1000, 6)
             self.scope.cancel()
             self.cancelled.set()
+
+    def result_of(self, stage_id: str) -> StageResult[Any] | None:
+        """Return the final result of stage *stage_id*, once it has one."""
+        for node in self.graph.nodes:
+            if node.id == stage_id:
+                return self.results[node.index]
+        return None
 
     def record(self, index: int, result: StageResult[Any]) -> None:
         """Store a stage's final result and tell the observers."""

@@ -8,7 +8,7 @@ from typing import Any
 import structlog
 import trio
 
-from .._context import PipelineContext
+from .._context import PipelineContext, current_run
 from .._definition import PipelineDefinition
 from .._events import PipelineFinished, PipelineStarted, StageUnresponsive
 from .._graph import graph_of
@@ -150,6 +150,7 @@ class Supervisor:
                     else graph.timeout_s * 1000,
                 ),
             )
+        current = current_run.set((state.context, state.result_of))
         try:
             with structlog.contextvars.bound_contextvars(
                 run_id=state.run_id, pipeline=graph.name
@@ -167,6 +168,7 @@ class Supervisor:
         finally:
             # Runs on every exit, so a cancelled or interrupted run still logs
             # a complete story; nothing here awaits.
+            current_run.reset(current)
             result = self._result()
         return result
 
