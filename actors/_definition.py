@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import random
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -46,6 +46,8 @@ class PipelineStage(Protocol):
     """A stage object: a ``name`` and an async ``execute`` returning a StageResult.
 
     ``execute`` may also raise; the exception fails the attempt like any other.
+    An object whose ``stream(input, context)`` is an async generator (and has
+    no ``execute``) is a streaming stage instead.
     """
 
     @property
@@ -60,11 +62,27 @@ class PipelineStage(Protocol):
         ...
 
 
+@runtime_checkable
+class StreamingStage(Protocol):
+    """A stage object whose ``stream(input, context)`` is an async generator.
+
+    It yields its items one by one (see the streaming docs); it has no
+    ``execute``.
+    """
+
+    def stream(self, input: Any, context: PipelineContext[Any]) -> AsyncIterator[Any]:
+        """Yield the stage's items for *input*."""
+        ...
+
+
 StageFunction: TypeAlias = Callable[[Any, PipelineContext[Any]], Awaitable[Any]]
 """A stage as a plain ``async def fn(input, context)``; it returns the output."""
 
-Stage: TypeAlias = PipelineStage | StageFunction
-"""Either form of stage."""
+StreamFunction: TypeAlias = Callable[[Any, PipelineContext[Any]], AsyncIterator[Any]]
+"""A streaming stage: an ``async def fn(input, context)`` that yields its items."""
+
+Stage: TypeAlias = PipelineStage | StreamingStage | StageFunction | StreamFunction
+"""Any form of stage."""
 
 Condition: TypeAlias = Callable[[PipelineContext[Any]], bool]
 """Decides, once a stage's inputs are ready, whether it runs."""
@@ -176,6 +194,15 @@ class StageDefinition(BaseModel):
     min_successes: int | None = None
     """With ``item_failures="collect"``: how many items must succeed for the
     stage to succeed (``None``: one, or none for an empty input)."""
+    stream_buffer: int | None = None
+    """Streaming stages only: items read ahead of the slowest consumer
+    (``None``: 0, no read-ahead)."""
+    stream_timeout_ms: float | None = None
+    """Streaming stages only: bound on the whole stream (``timeout_ms``
+    bounds the wait for each next item)."""
+    collect: bool = True
+    """Streaming stages only: keep every item for the result (else only
+    their count, for very long streams; then no stage may need the list)."""
     description: str | None = None
     """Free text, shown in diagrams."""
 
@@ -193,6 +220,9 @@ class StageDefinition(BaseModel):
         max_concurrency: int | None = None,
         item_failures: ItemFailures = "fail",
         min_successes: int | None = None,
+        stream_buffer: int | None = None,
+        stream_timeout_ms: float | None = None,
+        collect: bool = True,
         description: str | None = None,
     ) -> None:
         super().__init__(
@@ -207,6 +237,9 @@ class StageDefinition(BaseModel):
             max_concurrency=max_concurrency,
             item_failures=item_failures,
             min_successes=min_successes,
+            stream_buffer=stream_buffer,
+            stream_timeout_ms=stream_timeout_ms,
+            collect=collect,
             description=description,
         )
 

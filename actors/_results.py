@@ -66,7 +66,8 @@ class StageProfile(BaseModel):
     backoff_ms: float = 0.0
     """Time spent sleeping between attempts (fan-out: summed over items)."""
     items: int | None = None
-    """Fan-out only: how many items the input list had."""
+    """Fan-out: how many items the input list had; streaming: how many
+    items it produced (or received)."""
     item_p50_ms: float | None = None
     """Fan-out only: median duration of a finished item, retries included."""
     item_p95_ms: float | None = None
@@ -75,6 +76,15 @@ class StageProfile(BaseModel):
     """Fan-out only: the slowest item's duration."""
     item_running_ms: float | None = None
     """Fan-out only: time spent inside item attempts, summed over items."""
+    first_item_ms: float | None = None
+    """Streaming only: when its first item was produced (a producer) or
+    arrived (a FAN_OUT fed by a stream)."""
+    blocked_ms: float | None = None
+    """Streaming producers: time spent waiting for consumers to take items
+    (backpressure); large means the consumers are the bottleneck."""
+    starved_ms: float | None = None
+    """FAN_OUT fed by a stream: time its free slots waited for items, summed
+    over slots; large means the producer is the bottleneck."""
 
     @property
     def running_ms(self) -> float:

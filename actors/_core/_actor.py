@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -12,11 +13,12 @@ from .._results import StageResult, StageStatus
 from ._attempts import Outcome, attempts, evaluate, failed
 from ._fan_out import fan_out
 from ._state import new_result
+from ._streaming import consume, produce
 
 if TYPE_CHECKING:
     from .._graph import Node
     from ._state import RunState
-    from ._wiring import Inbox, Message, Outbox
+    from ._wiring import Inbox, ItemReceive, ItemSend, Message, Outbox
 
 
 class Actor:
@@ -26,7 +28,16 @@ class Actor:
     per downstream stage (closed when it ends, whatever the reason).
     """
 
-    __slots__ = ("inbox", "initial_input", "node", "outboxes", "run", "state")
+    __slots__ = (
+        "inbox",
+        "initial_input",
+        "inlet",
+        "node",
+        "outboxes",
+        "outlets",
+        "run",
+        "state",
+    )
 
     def __init__(
         self,
@@ -41,6 +52,10 @@ class Actor:
         self.inbox = inbox
         self.outboxes = outboxes
         self.initial_input = initial_input
+        # Stream edges, set by the supervisor (see _streaming): items in,
+        # for a FAN_OUT fed by a stream; out, for a stage streaming to one.
+        self.inlet: ItemReceive | None = None
+        self.outlets: Sequence[ItemSend] = ()
         self.state = run.states[node.index]
 
     async def main(self) -> None:
@@ -51,7 +66,10 @@ class Actor:
             # wait at once, and each frame on their stacks is garbage
             # collector work for as long as they wait.
             inbox = self.inbox
-            if inbox is None:
+            if self.inlet is not None:
+                assert inbox is not None
+                result = await self._streamed(inbox)
+            elif inbox is None:
                 result = await self._stage(self.initial_input)
             else:
                 received = []
@@ -73,6 +91,8 @@ class Actor:
         finally:
             for outbox in self.outboxes:
                 outbox.close()
+            for outlet in self.outlets:
+                outlet.close()
             if self.run.reason is not None:
                 self.state.stopped_at = self.run.clock.current_time()
 
@@ -123,6 +143,8 @@ class Actor:
                 )
                 return self._finish_failure(failed(error))
             outcome = await fan_out(run, node, state, value)
+        elif node.generator:
+            outcome = await produce(run, node, state, value, self.outlets)
         else:
             state.started_at_ms = run.now_ms()
             outcome = await attempts(run, node, state, value, None)
@@ -139,6 +161,32 @@ class Actor:
                 metadata=returned.metadata,
                 stage_name=returned.stage_name,
             )
+        return self._finish(StageStatus.SUCCEEDED, output=outcome.output)
+
+    async def _streamed(self, inbox: Inbox) -> StageResult[Any] | None:
+        """A FAN_OUT fed by a stream: run its items as they arrive, then finish."""
+        assert self.inlet is not None
+        outcome, ended = await consume(
+            self.run, self.node, self.state, self.inlet, self.outlets
+        )
+        if not ended:
+            # It failed before the stream ended: the producer's result will
+            # land in the inbox's own slot, unread (its send never blocks).
+            return self._finish_failure(outcome)
+        with inbox:
+            try:
+                received = await inbox.receive()
+            except trio.EndOfChannel:
+                return None  # an interrupt is tearing the run down
+        _, failed_input = self._gather([received])
+        if failed_input is not None:
+            return self._finish(
+                StageStatus.UPSTREAM_FAILED,
+                error=f"upstream stage {failed_input!r} failed",
+                metadata={"partial": outcome.output},
+            )
+        if not outcome.ok:
+            return self._finish_failure(outcome)
         return self._finish(StageStatus.SUCCEEDED, output=outcome.output)
 
     def _finish_failure(self, outcome: Outcome) -> StageResult[Any] | None:

@@ -25,12 +25,13 @@ async def fan_out(
     bounded however long the list. With ``item_failures="fail"``, the first
     item that fails (after its own retries) cancels its siblings and no new
     item starts; with ``"collect"``, a failed item cancels nothing (see
-    :func:`_collected`). Cancellation of the stage cancels every item and
+    :func:`collected_outcome`). Cancellation of the stage cancels every item and
     propagates.
     """
     dispatch = run.dispatch
     count = len(items)
     state.items = count
+    state.item_ms = DurationSketch()
     definition = node.definition
     collect = definition.item_failures == "collect"
     if collect:
@@ -42,7 +43,6 @@ async def fan_out(
                 False,
                 error=f"min_successes={minimum} but only {count} items arrived",
             )
-    item_ms = state.item_ms = DurationSketch()
     state.started_at_ms = run.now_ms()
     if dispatch.stage_started:
         # The stage as a whole starts once; its items follow.
@@ -66,25 +66,7 @@ async def fan_out(
             if failures:
                 return  # an item failed; its siblings take no new items
             outcome = await attempts(run, node, state, item, index)
-            # How long this item waited for a concurrency slot.
-            state.item_queued_ms += (outcome.begin - fan_begin) * 1000
-            duration = (outcome.end - outcome.begin) * 1000
-            item_ms.add(duration)
-            if dispatch.item_finished:
-                exc = outcome.exception
-                event = ItemFinished(
-                    run_id=run.run_id,
-                    pipeline=run.graph.name,
-                    stage_id=node.id,
-                    item_index=index,
-                    success=outcome.ok,
-                    attempts=outcome.attempts,
-                    duration_ms=round(duration, 6),
-                    error=None if outcome.ok else outcome.error,
-                    error_type=None if exc is None else type(exc).__name__,
-                    at_ms=run.now_ms(),
-                )
-                dispatch.emit("item_finished", event)
+            item_ended(run, node, state, index, outcome, available=fan_begin)
             if outcome.ok:
                 outputs[index] = outcome.output
             elif collect:
@@ -100,7 +82,7 @@ async def fan_out(
             for _ in range(limit):
                 nursery.start_soon(worker, nursery.cancel_scope)
     if collect:
-        return _collected(state, definition.min_successes, outputs, collected)
+        return collected_outcome(state, definition.min_successes, outputs, collected)
     if failures:
         index, outcome = failures[0]
         outcome.error = f"item {index}: {outcome.error}"
@@ -108,11 +90,44 @@ async def fan_out(
     return Outcome(True, output=outputs)
 
 
+def item_ended(
+    run: RunState,
+    node: Node,
+    state: StageState,
+    index: int,
+    outcome: Outcome,
+    *,
+    available: float,
+) -> None:
+    """Account for one finished item (it could have started at *available*)."""
+    # How long this item waited for a concurrency slot.
+    state.item_queued_ms += (outcome.begin - available) * 1000
+    duration = (outcome.end - outcome.begin) * 1000
+    assert state.item_ms is not None
+    state.item_ms.add(duration)
+    dispatch = run.dispatch
+    if dispatch.item_finished:
+        exc = outcome.exception
+        event = ItemFinished(
+            run_id=run.run_id,
+            pipeline=run.graph.name,
+            stage_id=node.id,
+            item_index=index,
+            success=outcome.ok,
+            attempts=outcome.attempts,
+            duration_ms=round(duration, 6),
+            error=None if outcome.ok else outcome.error,
+            error_type=None if exc is None else type(exc).__name__,
+            at_ms=run.now_ms(),
+        )
+        dispatch.emit("item_finished", event)
+
+
 SHOWN_ERRORS = 3
 """How many item errors a failed ``"collect"`` fan-out names in its error."""
 
 
-def _collected(
+def collected_outcome(
     state: StageState,
     minimum: int | None,
     outputs: list[Any],

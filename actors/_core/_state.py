@@ -49,6 +49,9 @@ class StageState:
     named_unresponsive: bool = False
     item_errors: dict[int, str] | None = None
     """A ``"collect"`` fan-out's failed items (``None`` for other stages)."""
+    first_item_ms: float | None = None
+    blocked_ms: float | None = None
+    starved_ms: float | None = None
 
     def profile(self, finished_at_ms: float) -> StageProfile:
         """Freeze what was measured into a profile."""
@@ -72,8 +75,11 @@ class StageState:
             item_p95_ms=p95,
             item_max_ms=top,
             item_running_ms=None
-            if self.items is None
+            if self.item_ms is None
             else round(self.item_running_ms, 6),
+            first_item_ms=self.first_item_ms,
+            blocked_ms=None if self.blocked_ms is None else round(self.blocked_ms, 6),
+            starved_ms=None if self.starved_ms is None else round(self.starved_ms, 6),
         )
 
     def cancelled(self, node: Node, why: str, now_ms: float) -> StageResult[Any]:

@@ -24,7 +24,7 @@ from .._results import (
 from .._util import leaves
 from ._actor import Actor
 from ._state import RunState
-from ._wiring import wire
+from ._wiring import wire, wire_streams
 
 _LOGGING = LoggingObserver()
 
@@ -184,6 +184,10 @@ class Supervisor:
             Actor(state, node, inboxes[i], outboxes[i], initial_input)
             for i, node in enumerate(graph.nodes)
         ]
+        if graph.streaming:
+            inlets, outlets = wire_streams(graph)
+            for actor, inlet, items_out in zip(actors, inlets, outlets, strict=True):
+                actor.inlet, actor.outlets = inlet, items_out
         async with trio.open_nursery() as helpers:
             if token is not None:
                 helpers.start_soon(self._watch_token, token)

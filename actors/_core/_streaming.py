@@ -1,0 +1,338 @@
+"""Streaming stages: drive an async generator, hand its items to the fan-outs it feeds.
+
+A producer is a stage whose function is an async generator. The library
+iterates it (never the user), in one task, and ``aclose()``\\ s it in a
+``finally`` of that same task: the generator's ``yield`` never suspends
+inside a cancel scope or nursery of ours (the shape of
+``trio.as_safe_channel``). Each FAN_OUT it feeds takes items over an
+unbuffered channel, one per free slot, so for a producer P feeding a FAN_OUT
+C, items produced but not finished by C never exceed
+``C.max_concurrency + P.stream_buffer + 1``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from .._events import StageStarted
+from .._exceptions import StageTimeoutError
+from .._sketch import DurationSketch
+from ._attempts import Outcome, attempts, failed
+from ._fan_out import collected_outcome, item_ended
+from ._state import new_result
+
+if TYPE_CHECKING:
+    from .._graph import Node
+    from ._state import RunState, StageState
+    from ._wiring import Item, ItemReceive, ItemSend
+
+
+async def produce(
+    run: RunState,
+    node: Node,
+    state: StageState,
+    value: Any,
+    outlets: Sequence[ItemSend],
+) -> Outcome:
+    """Run a streaming stage to the end of its stream; return its outcome.
+
+    Each item is handed to every consumer in turn, so the producer moves at
+    the pace of the slowest; a consumer that stopped taking items is
+    dropped. The outcome's output is every item in production order (with
+    ``collect=False``: ``None``, the count is in the profile). A generator
+    that raises, or a timeout, fails it with the items so far in
+    ``metadata["items"]``. Cancellation closes the generator (its
+    ``finally`` runs) and propagates. Closes *outlets* whatever happens.
+    """
+    definition = node.definition
+    clock = run.clock
+    keep = definition.collect
+    kept: list[Any] = []
+    state.items = 0
+    state.blocked_ms = 0.0
+    state.attempts += 1
+    state.started_at_ms = run.now_ms()
+    if run.dispatch.stage_started:
+        started = StageStarted(
+            run_id=run.run_id,
+            pipeline=run.graph.name,
+            stage_id=node.id,
+            attempt=1,
+            at_ms=state.started_at_ms,
+        )
+        run.dispatch.emit("stage_started", started)
+    begin = clock.current_time()
+    consumers = list(outlets)
+
+    def produced(item: Any) -> None:
+        if state.first_item_ms is None:
+            state.first_item_ms = run.now_ms()
+        state.items = (state.items or 0) + 1
+        if keep:
+            kept.append(item)
+
+    async def deliver(pair: Item) -> None:
+        for outlet in list(consumers):
+            try:
+                await outlet.send(pair)
+            except trio.BrokenResourceError:
+                consumers.remove(outlet)  # that consumer stopped taking items
+
+    agen = node.call(value, run.context)
+    buffer = definition.stream_buffer or 0
+    whole = definition.stream_timeout_ms
+    error: Exception | None = None
+    try:
+        with trio.CancelScope(
+            deadline=begin + whole / 1000 if whole is not None else float("inf")
+        ) as scope:
+            if buffer == 0:
+                error = await _pull(
+                    run, node, state, agen, produced=produced, put=deliver
+                )
+            else:
+                error = await _read_ahead(
+                    run, node, state, agen, produced=produced, deliver=deliver
+                )
+        if scope.cancelled_caught:
+            error = StageTimeoutError(
+                f"stage {node.id!r}: stream timed out after {whole:g} ms "
+                f"({state.items} items)"
+            )
+    finally:
+        for outlet in outlets:
+            outlet.close()
+        if state.attempt_ms is None:
+            state.attempt_ms = []
+        state.attempt_ms.append(round((clock.current_time() - begin) * 1000, 6))
+    if error is not None:
+        outcome = failed(error)
+        outcome.returned = new_result(
+            success=False,
+            stage_name=node.id,
+            metadata={"items": kept if keep else state.items},
+        )
+        return outcome
+    return Outcome(True, output=kept if keep else None)
+
+
+async def _pull(
+    run: RunState,
+    node: Node,
+    state: StageState,
+    agen: AsyncGenerator[Any, None],
+    *,
+    produced: Callable[[Any], None],
+    put: Callable[[Item], Awaitable[None]],
+) -> Exception | None:
+    """Iterate *agen* in this task, passing each item to *put*; always close it.
+
+    Returns the exception the generator raised (or its per-item timeout),
+    ``None`` when it ended. The time *put* blocks is backpressure.
+    """
+    clock = run.clock
+    timeout = node.timeout_s
+    index = 0
+    error: Exception | None = None
+    try:
+        while True:
+            try:
+                if timeout is None:
+                    item = await agen.__anext__()
+                else:
+                    with trio.move_on_after(timeout) as wait:
+                        item = await agen.__anext__()
+                    if wait.cancelled_caught:
+                        error = StageTimeoutError(
+                            f"stage {node.id!r} timed out after "
+                            f"{timeout * 1000:g} ms waiting for item {index}"
+                        )
+                        break
+            except StopAsyncIteration:
+                break
+            except Exception as exc:
+                error = exc
+                break
+            produced(item)
+            pause = clock.current_time()
+            await put((index, item))
+            assert state.blocked_ms is not None
+            state.blocked_ms += (clock.current_time() - pause) * 1000
+            index += 1
+    finally:
+        # Bounded, and shielded so that a cancelled producer's own finally
+        # still runs: what the caller of a generator owes it.
+        with trio.CancelScope(shield=True, deadline=clock.current_time() + run.grace_s):
+            try:
+                await agen.aclose()
+            except Exception as exc:  # its cleanup failed
+                if error is None:
+                    error = exc
+    return error
+
+
+async def _read_ahead(
+    run: RunState,
+    node: Node,
+    state: StageState,
+    agen: AsyncGenerator[Any, None],
+    *,
+    produced: Callable[[Any], None],
+    deliver: Callable[[Item], Awaitable[None]],
+) -> Exception | None:
+    """Like :func:`_pull`, with up to ``stream_buffer`` items read ahead.
+
+    A reader task iterates the generator into a channel of ``buffer - 1``
+    slots (the reader itself holds one more); this task delivers.
+    """
+    buffer = node.definition.stream_buffer or 0
+    send: trio.MemorySendChannel[Item]
+    receive: trio.MemoryReceiveChannel[Item]
+    send, receive = trio.open_memory_channel(buffer - 1)
+    errors: list[Exception] = []
+
+    async def reader() -> None:
+        async with send:
+            error = await _pull(
+                run, node, state, agen, produced=produced, put=send.send
+            )
+            if error is not None:
+                errors.append(error)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reader)
+        async with receive:
+            async for pair in receive:
+                await deliver(pair)
+    return errors[0] if errors else None
+
+
+async def consume(
+    run: RunState,
+    node: Node,
+    state: StageState,
+    inlet: ItemReceive,
+    outlets: Sequence[ItemSend],
+) -> tuple[Outcome, bool]:
+    """Run a FAN_OUT on items as they arrive; return (outcome, stream ended).
+
+    Each of ``max_concurrency`` workers takes an item only when it is free
+    (``None``: a task per item, no backpressure). Outputs are kept by the
+    producer's index, and handed on in finishing order to the fan-outs this
+    one feeds. Item failures follow ``item_failures`` as for a list; under
+    ``"fail"`` the first one stops the stage before the stream ends (the
+    outcome says so, and the stream is not drained). Cancellation
+    propagates. Closes *inlet* and *outlets* whatever happens.
+    """
+    definition = node.definition
+    clock = run.clock
+    keep = definition.collect
+    collect = definition.item_failures == "collect"
+    outputs: dict[int, Any] = {}
+    failures: list[tuple[int, Outcome]] = []
+    collected: list[tuple[int, Outcome]] = []
+    state.item_ms = DurationSketch()
+    state.items = 0
+    state.starved_ms = 0.0
+    if collect:
+        state.item_errors = {}
+    consumers = list(outlets)
+
+    def arrived(index: int) -> None:
+        state.items = max(state.items or 0, index + 1)
+        if state.first_item_ms is None:
+            now = run.now_ms()
+            state.first_item_ms = state.ready_at_ms = state.started_at_ms = now
+            if run.dispatch.stage_started:
+                started = StageStarted(
+                    run_id=run.run_id,
+                    pipeline=run.graph.name,
+                    stage_id=node.id,
+                    attempt=1,
+                    at_ms=now,
+                )
+                run.dispatch.emit("stage_started", started)
+
+    async def forward(pair: Item) -> None:
+        for outlet in list(consumers):
+            try:
+                await outlet.send(pair)
+            except trio.BrokenResourceError:
+                consumers.remove(outlet)
+
+    async def one(index: int, item: Any, cancel_scope: trio.CancelScope) -> None:
+        available = clock.current_time()
+        outcome = await attempts(run, node, state, item, index)
+        item_ended(run, node, state, index, outcome, available=available)
+        if outcome.ok or collect:
+            output = outcome.output if outcome.ok else None
+            if not outcome.ok:
+                collected.append((index, outcome))
+            if keep:
+                outputs[index] = output
+            await forward((index, output))
+        else:
+            failures.append((index, outcome))
+            cancel_scope.cancel()
+
+    async def starving_receive() -> Item | None:
+        wait = clock.current_time()
+        try:
+            return await inlet.receive()
+        except trio.EndOfChannel:
+            return None
+        finally:
+            assert state.starved_ms is not None
+            state.starved_ms += (clock.current_time() - wait) * 1000
+
+    async def worker(cancel_scope: trio.CancelScope) -> None:
+        while not failures:
+            pair = await starving_receive()
+            if pair is None:
+                return
+            arrived(pair[0])
+            await one(pair[0], pair[1], cancel_scope)
+
+    limit = definition.max_concurrency
+    try:
+        with inlet:
+            async with trio.open_nursery() as nursery:
+                if limit is None:
+                    while not failures:
+                        pair = await starving_receive()
+                        if pair is None:
+                            break
+                        arrived(pair[0])
+                        nursery.start_soon(one, *pair, nursery.cancel_scope)
+                else:
+                    for _ in range(limit):
+                        nursery.start_soon(worker, nursery.cancel_scope)
+    finally:
+        for outlet in outlets:
+            outlet.close()
+    if state.started_at_ms is None:  # an empty stream
+        state.ready_at_ms = state.started_at_ms = run.now_ms()
+    if failures:
+        index, outcome = failures[0]
+        outcome.error = f"item {index}: {outcome.error}"
+        return outcome, False
+    count = state.items or 0
+    listed: list[Any] = [outputs.get(i) for i in range(count)] if keep else []
+    if collect:
+        minimum = definition.min_successes
+        if minimum is not None and minimum > count:
+            state.item_errors = {
+                i: o.error for i, o in sorted(collected, key=lambda p: p[0])
+            }
+            error = f"min_successes={minimum} but only {count} items arrived"
+            return Outcome(False, error=error), True
+        outcome = collected_outcome(
+            state, minimum, listed if keep else [None] * count, collected
+        )
+        if outcome.ok and not keep:
+            outcome.output = None
+        return outcome, True
+    return Outcome(True, output=listed if keep else None), True
