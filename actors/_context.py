@@ -22,6 +22,9 @@ ResultLookup = Callable[[str], "StageResult[Any] | None"]
 # A context variable, not a field, so that two runs sharing one context
 # (an executor may run several at once) each see their own results; trio
 # copies it into every task the run starts.
+stream_cursor: ContextVar[int] = ContextVar("actors_stream_cursor", default=0)
+"""Set by the kernel in a streaming stage's task before each attempt."""
+
 current_run: ContextVar[tuple[PipelineContext[Any], ResultLookup] | None] = ContextVar(
     "actors_current_run", default=None
 )
@@ -78,6 +81,16 @@ class PipelineContext(Generic[DepsT]):
     def increment_metric(self, key: str, delta: float = 1) -> None:
         """Add *delta* to the metric *key* (starting from 0)."""
         self.metrics[key] = self.metrics.get(key, 0) + delta
+
+    @property
+    def stream_cursor(self) -> int:
+        """In a streaming stage: how many items earlier attempts delivered.
+
+        0 on the first attempt. A retry restarts the generator; one declared
+        ``resumable=True`` should start at this item itself, any other has
+        its first ``stream_cursor`` items discarded (see the streaming docs).
+        """
+        return stream_cursor.get()
 
     def upstream_result(self, stage_id: str) -> StageResult[Any] | None:
         """Return the result of stage *stage_id* of the running run, if it has one.

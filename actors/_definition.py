@@ -203,6 +203,13 @@ class StageDefinition(BaseModel):
     collect: bool = True
     """Streaming stages only: keep every item for the result (else only
     their count, for very long streams; then no stage may need the list)."""
+    resumable: bool = False
+    """Streaming stages only: on a retry, the generator starts at item
+    ``context.stream_cursor`` itself (else it starts over and the items
+    already delivered are discarded)."""
+    verify_replay: bool = False
+    """Streaming stages that are not resumable: check that a retry re-yields
+    the delivered items unchanged (else :exc:`StreamReplayMismatch`)."""
     description: str | None = None
     """Free text, shown in diagrams."""
 
@@ -223,6 +230,8 @@ class StageDefinition(BaseModel):
         stream_buffer: int | None = None,
         stream_timeout_ms: float | None = None,
         collect: bool = True,
+        resumable: bool = False,
+        verify_replay: bool = False,
         description: str | None = None,
     ) -> None:
         super().__init__(
@@ -240,6 +249,8 @@ class StageDefinition(BaseModel):
             stream_buffer=stream_buffer,
             stream_timeout_ms=stream_timeout_ms,
             collect=collect,
+            resumable=resumable,
+            verify_replay=verify_replay,
             description=description,
         )
 

@@ -46,3 +46,13 @@ class StageContractError(ActorsError, RuntimeError):
     ``execute``, or swallowed :class:`trio.Cancelled`. Never raised to the
     caller: it is the ``exception`` of the stage's :class:`StageResult`.
     """
+
+
+class StreamReplayMismatch(ActorsError, RuntimeError):
+    """A retried streaming stage re-yielded an item unlike the one it delivered.
+
+    Only with ``verify_replay=True`` on a stage that is not ``resumable``:
+    the items an earlier attempt delivered are compared (by a digest of
+    their ``repr()``) as the generator yields them again. Never raised to
+    the caller: it is the ``exception`` of the failed stage, never retried.
+    """

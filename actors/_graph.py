@@ -206,10 +206,6 @@ def _streams(
         fed = fed and result[inputs[position][0]]
         if not stage.collect and not result[position]:
             errors.append(f"{where}: collect=False applies only to streaming stages")
-        if result[position] and stage.retry_config is not None and not fed:
-            errors.append(
-                f"{where}: retry_config on a streaming stage is not supported yet"
-            )
         if fed and stage.condition is not None:
             errors.append(
                 f"{where}: a FAN_OUT fed by a stream cannot have a condition "
@@ -326,6 +322,14 @@ def _check_streaming(errors: list[str], where: str, stage: StageDefinition) -> N
             errors.append(f"{where}: stream_buffer must be >= 0, got {buffer}")
     if stage.stream_timeout_ms is not None and not generator:
         errors.append(f"{where}: stream_timeout_ms applies only to streaming stages")
+    for name in ("resumable", "verify_replay"):
+        if getattr(stage, name) and not generator:
+            errors.append(f"{where}: {name} applies only to streaming stages")
+    if stage.resumable and stage.verify_replay:
+        errors.append(
+            f"{where}: verify_replay needs resumable=False "
+            "(a resumable stage replays nothing)"
+        )
 
 
 def _check_item_failures(errors: list[str], where: str, stage: StageDefinition) -> None:

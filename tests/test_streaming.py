@@ -22,6 +22,9 @@ from actors import (
     StageStatus,
 )
 
+# Not yet re-exported by the facade (the lead adds it to actors/__init__.py).
+from actors._exceptions import StreamReplayMismatch
+
 FAN_OUT = ExecutionPattern.FAN_OUT
 
 
@@ -428,6 +431,129 @@ async def test_an_empty_stream(autojump_clock: trio.testing.MockClock) -> None:
     assert log == []
 
 
+def flaky_source(cursors: list[int], *, resumable: bool, second: int = 1) -> Any:
+    """Yields 0..4, one a second; the first attempt raises instead of yielding 3.
+
+    Records ``ctx.stream_cursor`` per attempt. A *resumable* source starts at
+    the cursor; the other starts over, its second attempt yielding *second*
+    in place of 1.
+    """
+
+    async def source(value: Any, ctx: PipelineContext[Any]) -> AsyncIterator[int]:
+        cursors.append(ctx.stream_cursor)
+        attempt = len(cursors)
+        for i in range(ctx.stream_cursor if resumable else 0, 5):
+            await trio.sleep(1)
+            if attempt == 1 and i == 3:
+                raise ConnectionError("lost")
+            yield second if i == 1 and attempt > 1 else i
+
+    return source
+
+
+RETRY = RetryConfig(max_attempts=3, initial_delay_ms=500)
+
+
+async def test_a_retry_starts_over_and_discards_what_was_delivered(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Not resumable: the retry re-yields 0..2 (discarded), then 3 and 4 flow on."""
+    log: Log = []
+    cursors: list[int] = []
+    result = await execute(
+        pipeline(
+            StageDefinition(
+                "p", flaky_source(cursors, resumable=False), retry_config=RETRY
+            ),
+            StageDefinition("c", item_worker(0.25, log), inputs=["p"], pattern=FAN_OUT),
+        )
+    )
+    assert result.outputs == {"p": [0, 1, 2, 3, 4], "c": [0, 10, 20, 30, 40]}
+    assert cursors == [0, 3]
+    # Attempt 1 yields at 1, 2, 3 and fails at 4; attempt 2 starts at 4.5.
+    assert times(log, "c start ") == {"0": 1, "1": 2, "2": 3, "3": 8.5, "4": 9.5}
+    stage = result.stage_results["p"]
+    assert stage.attempts == 2
+    assert stage.profile is not None
+    assert stage.profile.attempt_ms == (4000.0, 5000.0)
+    assert stage.profile.backoff_ms == 500.0
+    assert result.total_duration_ms == 9750.0
+
+
+async def test_a_resumable_retry_starts_at_the_cursor(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Resumable: the retry starts at item 3 itself."""
+    log: Log = []
+    cursors: list[int] = []
+    result = await execute(
+        pipeline(
+            StageDefinition(
+                "p",
+                flaky_source(cursors, resumable=True),
+                retry_config=RETRY,
+                resumable=True,
+            ),
+            StageDefinition("c", item_worker(0.25, log), inputs=["p"], pattern=FAN_OUT),
+        )
+    )
+    assert result.outputs == {"p": [0, 1, 2, 3, 4], "c": [0, 10, 20, 30, 40]}
+    assert cursors == [0, 3]
+    assert times(log, "c start ") == {"0": 1, "1": 2, "2": 3, "3": 5.5, "4": 6.5}
+    assert result.total_duration_ms == 6750.0
+
+
+async def test_a_replay_that_differs_fails_with_stream_replay_mismatch(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """verify_replay: a re-yielded item unlike the delivered one fails, unretried."""
+    log: Log = []
+    cursors: list[int] = []
+    result = await execute(
+        pipeline(
+            StageDefinition(
+                "p",
+                flaky_source(cursors, resumable=False, second=99),
+                retry_config=RETRY,
+                verify_replay=True,
+            ),
+            StageDefinition("c", item_worker(0.25, log), inputs=["p"], pattern=FAN_OUT),
+        )
+    )
+    stage = result.stage_results["p"]
+    assert stage.status is StageStatus.FAILED
+    assert stage.error == (
+        "StreamReplayMismatch: stage 'p': item 1 differs from the one delivered "
+        "before the retry (verify_replay)"
+    )
+    assert isinstance(stage.exception, StreamReplayMismatch)
+    assert stage.attempts == 2
+    assert stage.metadata == {"items": [0, 1, 2]}
+    assert cursors == [0, 3]
+    assert result.total_duration_ms == 6500.0
+
+
+async def test_the_same_replay_passes_verification(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """verify_replay: an identical replay goes on as without it."""
+    log: Log = []
+    cursors: list[int] = []
+    result = await execute(
+        pipeline(
+            StageDefinition(
+                "p",
+                flaky_source(cursors, resumable=False),
+                retry_config=RETRY,
+                verify_replay=True,
+            ),
+            StageDefinition("c", item_worker(0.25, log), inputs=["p"], pattern=FAN_OUT),
+        )
+    )
+    assert result.outputs["c"] == [0, 10, 20, 30, 40]
+    assert result.total_duration_ms == 9750.0
+
+
 async def _gen(value: Any, ctx: PipelineContext[Any]) -> AsyncIterator[int]:
     yield 1
 
@@ -464,8 +590,17 @@ async def _gen(value: Any, ctx: PipelineContext[Any]) -> AsyncIterator[int]:
             r"\(collect=False\); consume it with a FAN_OUT, or collect it",
         ),
         (
-            [StageDefinition("x", _gen, retry_config=RetryConfig(max_attempts=2))],
-            r"stage 'x': retry_config on a streaming stage is not supported yet",
+            [StageDefinition("x", sleeper(1), resumable=True)],
+            r"stage 'x': resumable applies only to streaming stages",
+        ),
+        (
+            [StageDefinition("x", sleeper(1), verify_replay=True)],
+            r"stage 'x': verify_replay applies only to streaming stages",
+        ),
+        (
+            [StageDefinition("x", _gen, resumable=True, verify_replay=True)],
+            r"stage 'x': verify_replay needs resumable=False "
+            r"\(a resumable stage replays nothing\)",
         ),
         (
             [

@@ -12,14 +12,18 @@ C, items produced but not finished by C never exceed
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from .._events import StageStarted
-from .._exceptions import StageTimeoutError
+from .._context import stream_cursor
+from .._events import StageRetrying, StageStarted
+from .._exceptions import StageTimeoutError, StreamReplayMismatch
 from .._sketch import DurationSketch
+from .._util import describe
 from ._attempts import Outcome, attempts, failed
 from ._fan_out import collected_outcome, item_ended
 from ._state import new_result
@@ -53,26 +57,22 @@ async def produce(
     kept: list[Any] = []
     state.items = 0
     state.blocked_ms = 0.0
-    state.attempts += 1
+    state.attempt_ms = []
     state.started_at_ms = run.now_ms()
-    if run.dispatch.stage_started:
-        started = StageStarted(
-            run_id=run.run_id,
-            pipeline=run.graph.name,
-            stage_id=node.id,
-            attempt=1,
-            at_ms=state.started_at_ms,
-        )
-        run.dispatch.emit("stage_started", started)
     begin = clock.current_time()
     consumers = list(outlets)
+    digests: list[bytes] | None = [] if definition.verify_replay else None
 
-    def produced(item: Any) -> None:
+    def produced(item: Any) -> int:
         if state.first_item_ms is None:
             state.first_item_ms = run.now_ms()
-        state.items = (state.items or 0) + 1
+        index = state.items or 0
+        state.items = index + 1
         if keep:
             kept.append(item)
+        if digests is not None:
+            digests.append(digest(item))
+        return index
 
     async def deliver(pair: Item) -> None:
         for outlet in list(consumers):
@@ -81,7 +81,7 @@ async def produce(
             except trio.BrokenResourceError:
                 consumers.remove(outlet)  # that consumer stopped taking items
 
-    agen = node.call(value, run.context)
+    retry = node.retry
     buffer = definition.stream_buffer or 0
     whole = definition.stream_timeout_ms
     error: Exception | None = None
@@ -89,14 +89,37 @@ async def produce(
         with trio.CancelScope(
             deadline=begin + whole / 1000 if whole is not None else float("inf")
         ) as scope:
-            if buffer == 0:
-                error = await _pull(
-                    run, node, state, agen, produced=produced, put=deliver
+            attempt = 0
+            while True:
+                attempt += 1
+                delivered = state.items or 0
+                _started(run, node, state, attempt)
+                # Delivered items are committed: a retry starts after them.
+                stream_cursor.set(delivered)
+                agen = node.call(value, run.context)
+                replay = Replay(
+                    0 if definition.resumable else delivered, digests, produced
                 )
-            else:
-                error = await _read_ahead(
-                    run, node, state, agen, produced=produced, deliver=deliver
-                )
+                attempt_begin = clock.current_time()
+                try:
+                    if buffer == 0:
+                        error = await _pull(run, node, state, agen, replay, put=deliver)
+                    else:
+                        error = await _read_ahead(
+                            run, node, state, agen, replay, deliver=deliver
+                        )
+                finally:
+                    state.attempt_ms.append(
+                        round((clock.current_time() - attempt_begin) * 1000, 6)
+                    )
+                if (
+                    error is None
+                    or isinstance(error, StreamReplayMismatch)
+                    or attempt >= retry.max_attempts
+                    or not retry.should_retry(describe(error), error)
+                ):
+                    break
+                await _backoff(run, node, state, attempt, error)
         if scope.cancelled_caught:
             error = StageTimeoutError(
                 f"stage {node.id!r}: stream timed out after {whole:g} ms "
@@ -105,9 +128,6 @@ async def produce(
     finally:
         for outlet in outlets:
             outlet.close()
-        if state.attempt_ms is None:
-            state.attempt_ms = []
-        state.attempt_ms.append(round((clock.current_time() - begin) * 1000, 6))
     if error is not None:
         outcome = failed(error)
         outcome.returned = new_result(
@@ -119,13 +139,67 @@ async def produce(
     return Outcome(True, output=kept if keep else None)
 
 
+def digest(item: Any) -> bytes:
+    """Digest *item*'s ``repr()``, to compare a replayed item with a delivered one."""
+    return hashlib.blake2b(repr(item).encode(), digest_size=16).digest()
+
+
+@dataclass(eq=False, slots=True)
+class Replay:
+    """What one attempt of a generator must replay before it produces new items."""
+
+    skip: int
+    """How many leading items to discard (delivered by earlier attempts)."""
+    digests: list[bytes] | None
+    """Digests of the delivered items, with ``verify_replay``."""
+    produced: Callable[[Any], int]
+    """Records a new item; returns its index."""
+
+
+def _started(run: RunState, node: Node, state: StageState, attempt: int) -> None:
+    state.attempts += 1
+    if run.dispatch.stage_started:
+        started = StageStarted(
+            run_id=run.run_id,
+            pipeline=run.graph.name,
+            stage_id=node.id,
+            attempt=attempt,
+            at_ms=run.now_ms(),
+        )
+        run.dispatch.emit("stage_started", started)
+
+
+async def _backoff(
+    run: RunState, node: Node, state: StageState, attempt: int, error: Exception
+) -> None:
+    """Announce the retry of a generator and sleep its delay."""
+    delay_ms = node.retry.delay_ms(attempt + 1)
+    if run.dispatch.stage_retrying:
+        event = StageRetrying(
+            run_id=run.run_id,
+            pipeline=run.graph.name,
+            stage_id=node.id,
+            attempt=attempt,
+            delay_ms=delay_ms,
+            error=describe(error),
+            error_type=type(error).__name__,
+            at_ms=run.now_ms(),
+        )
+        run.dispatch.emit("stage_retrying", event)
+    pause = run.clock.current_time()
+    try:
+        await trio.sleep(delay_ms / 1000)
+    finally:
+        state.backoff_ms += (run.clock.current_time() - pause) * 1000
+
+
 async def _pull(
     run: RunState,
     node: Node,
     state: StageState,
     agen: AsyncGenerator[Any, None],
+    replay: Replay,
     *,
-    produced: Callable[[Any], None],
     put: Callable[[Item], Awaitable[None]],
 ) -> Exception | None:
     """Iterate *agen* in this task, passing each item to *put*; always close it.
@@ -148,7 +222,7 @@ async def _pull(
                     if wait.cancelled_caught:
                         error = StageTimeoutError(
                             f"stage {node.id!r} timed out after "
-                            f"{timeout * 1000:g} ms waiting for item {index}"
+                            f"{timeout * 1000:g} ms waiting for item {state.items}"
                         )
                         break
             except StopAsyncIteration:
@@ -156,9 +230,19 @@ async def _pull(
             except Exception as exc:
                 error = exc
                 break
-            produced(item)
+            if index < replay.skip:
+                # Delivered by an earlier attempt: discarded, maybe checked.
+                known = replay.digests
+                if known is not None and digest(item) != known[index]:
+                    error = StreamReplayMismatch(
+                        f"stage {node.id!r}: item {index} differs from the one "
+                        "delivered before the retry (verify_replay)"
+                    )
+                    break
+                index += 1
+                continue
             pause = clock.current_time()
-            await put((index, item))
+            await put((replay.produced(item), item))
             assert state.blocked_ms is not None
             state.blocked_ms += (clock.current_time() - pause) * 1000
             index += 1
@@ -179,8 +263,8 @@ async def _read_ahead(
     node: Node,
     state: StageState,
     agen: AsyncGenerator[Any, None],
+    replay: Replay,
     *,
-    produced: Callable[[Any], None],
     deliver: Callable[[Item], Awaitable[None]],
 ) -> Exception | None:
     """Like :func:`_pull`, with up to ``stream_buffer`` items read ahead.
@@ -196,9 +280,7 @@ async def _read_ahead(
 
     async def reader() -> None:
         async with send:
-            error = await _pull(
-                run, node, state, agen, produced=produced, put=send.send
-            )
+            error = await _pull(run, node, state, agen, replay, put=send.send)
             if error is not None:
                 errors.append(error)
 
