@@ -57,6 +57,7 @@ KERNEL = [
     "_wiring",
     "_attempts",
     "_fan_out",
+    "_streaming",
     "_actor",
     "_supervisor",
     "__init__",
