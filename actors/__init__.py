@@ -27,6 +27,8 @@ from ._definition import RetryConfig as RetryConfig
 from ._definition import Stage as Stage
 from ._definition import StageDefinition as StageDefinition
 from ._definition import StageFunction as StageFunction
+from ._definition import StreamFunction as StreamFunction
+from ._definition import StreamingStage as StreamingStage
 from ._diagram import render_diagram as render_diagram
 from ._events import CheckpointCorrupt as CheckpointCorrupt
 from ._events import CheckpointFailed as CheckpointFailed
@@ -46,6 +48,7 @@ from ._exceptions import ActorsError as ActorsError
 from ._exceptions import PipelineValidationError as PipelineValidationError
 from ._exceptions import StageContractError as StageContractError
 from ._exceptions import StageTimeoutError as StageTimeoutError
+from ._exceptions import StreamReplayMismatch as StreamReplayMismatch
 from ._limits import RateLimit as RateLimit
 from ._limits import RateLimited as RateLimited
 from ._limits import retry_after as retry_after
@@ -102,6 +105,9 @@ __all__ = [
     "StageStatus",
     "StageTimeoutError",
     "StageUnresponsive",
+    "StreamFunction",
+    "StreamReplayMismatch",
+    "StreamingStage",
     "TimelineEntry",
     "cancelled_result",
     "failure_result",

@@ -14,6 +14,7 @@ from typing_extensions import TypeVar
 
 if TYPE_CHECKING:
     from ._limits import Permit
+    from ._results import StageResult
 
 DepsT = TypeVar("DepsT", default=None)
 
@@ -29,6 +30,19 @@ EFFECTS: ContextVar[list[tuple[str, str, Any]] | None] = ContextVar(
 A durable run sets it around each stage (and fan-out item) so its calls can
 be replayed when the unit is restored; tasks the stage starts inherit it.
 """
+
+ResultLookup = Callable[[str], "StageResult[Any] | None"]
+
+# The run whose tasks read it: its context and how to look its results up.
+# A context variable, not a field, so that two runs sharing one context
+# (an executor may run several at once) each see their own results; trio
+# copies it into every task the run starts.
+stream_cursor: ContextVar[int] = ContextVar("actors_stream_cursor", default=0)
+"""Set by the kernel in a streaming stage's task before each attempt."""
+
+current_run: ContextVar[tuple[PipelineContext[Any], ResultLookup] | None] = ContextVar(
+    "actors_current_run", default=None
+)
 
 
 @dataclass(eq=False)
@@ -127,6 +141,31 @@ class PipelineContext(Generic[DepsT]):
                 "PipelineExecutor(limits=...); ctx.limit works inside its stages)"
             )
         return limiter(name, requests, tokens)
+
+    @property
+    def stream_cursor(self) -> int:
+        """In a streaming stage: how many items earlier attempts delivered.
+
+        0 on the first attempt. A retry restarts the generator; one declared
+        ``resumable=True`` should start at this item itself, any other has
+        its first ``stream_cursor`` items discarded (see the streaming docs).
+        """
+        return stream_cursor.get()
+
+    def upstream_result(self, stage_id: str) -> StageResult[Any] | None:
+        """Return the result of stage *stage_id* of the running run, if it has one.
+
+        For a stage that wants more than its input, e.g. which positions of
+        an upstream ``item_failures="collect"`` fan-out failed
+        (``result.item_errors``). Returns ``None`` for a stage that has not
+        finished yet (or is unknown), and outside a run of this context.
+        Not a checkpoint; call it from the stage's task (or any task or
+        thread it starts).
+        """
+        current = current_run.get()
+        if current is None or current[0] is not self:
+            return None
+        return current[1](stage_id)
 
     def is_cancelled(self) -> bool:
         """Return True once the ``cancel_token`` has been set."""

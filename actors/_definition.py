@@ -5,8 +5,16 @@ from __future__ import annotations
 import enum
 import math
 import random
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol, Self, TypeAlias, runtime_checkable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Literal,
+    Protocol,
+    Self,
+    TypeAlias,
+    runtime_checkable,
+)
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
@@ -43,6 +51,8 @@ class PipelineStage(Protocol):
     """A stage object: a ``name`` and an async ``execute`` returning a StageResult.
 
     ``execute`` may also raise; the exception fails the attempt like any other.
+    An object whose ``stream(input, context)`` is an async generator (and has
+    no ``execute``) is a streaming stage instead.
     """
 
     @property
@@ -57,14 +67,33 @@ class PipelineStage(Protocol):
         ...
 
 
+@runtime_checkable
+class StreamingStage(Protocol):
+    """A stage object whose ``stream(input, context)`` is an async generator.
+
+    It yields its items one by one (see the streaming docs); it has no
+    ``execute``.
+    """
+
+    def stream(self, input: Any, context: PipelineContext[Any]) -> AsyncIterator[Any]:
+        """Yield the stage's items for *input*."""
+        ...
+
+
 StageFunction: TypeAlias = Callable[[Any, PipelineContext[Any]], Awaitable[Any]]
 """A stage as a plain ``async def fn(input, context)``; it returns the output."""
 
-Stage: TypeAlias = PipelineStage | StageFunction
-"""Either form of stage."""
+StreamFunction: TypeAlias = Callable[[Any, PipelineContext[Any]], AsyncIterator[Any]]
+"""A streaming stage: an ``async def fn(input, context)`` that yields its items."""
+
+Stage: TypeAlias = PipelineStage | StreamingStage | StageFunction | StreamFunction
+"""Any form of stage."""
 
 Condition: TypeAlias = Callable[[PipelineContext[Any]], bool]
 """Decides, once a stage's inputs are ready, whether it runs."""
+
+ItemFailures: TypeAlias = Literal["fail", "collect"]
+"""What a FAN_OUT stage does when an item fails after its own retries."""
 
 
 class RetryConfig(BaseModel):
@@ -181,6 +210,30 @@ class StageDefinition(BaseModel):
     """If false, its failure is recorded, downstream receives ``None``."""
     max_concurrency: int | None = None
     """FAN_OUT only: items running at once (``None``: all of them)."""
+    item_failures: ItemFailures = "fail"
+    """FAN_OUT only: ``"fail"`` (an item failing for good fails the stage and
+    cancels its siblings) or ``"collect"`` (every item runs to its own end;
+    failed items leave ``None`` in the output and are listed in
+    :attr:`StageResult.item_errors`)."""
+    min_successes: int | None = None
+    """With ``item_failures="collect"``: how many items must succeed for the
+    stage to succeed (``None``: one, or none for an empty input)."""
+    stream_buffer: int | None = None
+    """Streaming stages only: items read ahead of the slowest consumer
+    (``None``: 0, no read-ahead)."""
+    stream_timeout_ms: float | None = None
+    """Streaming stages only: bound on the whole stream (``timeout_ms``
+    bounds the wait for each next item)."""
+    collect: bool = True
+    """Streaming stages only: keep every item for the result (else only
+    their count, for very long streams; then no stage may need the list)."""
+    resumable: bool = False
+    """Streaming stages only: on a retry, the generator starts at item
+    ``context.stream_cursor`` itself (else it starts over and the items
+    already delivered are discarded)."""
+    verify_replay: bool = False
+    """Streaming stages that are not resumable: check that a retry re-yields
+    the delivered items unchanged (else :exc:`StreamReplayMismatch`)."""
     description: str | None = None
     """Free text, shown in diagrams."""
     rate_limit: str | None = None
@@ -217,6 +270,13 @@ class StageDefinition(BaseModel):
         timeout_ms: float | None = None,
         critical: bool = True,
         max_concurrency: int | None = None,
+        item_failures: ItemFailures = "fail",
+        min_successes: int | None = None,
+        stream_buffer: int | None = None,
+        stream_timeout_ms: float | None = None,
+        collect: bool = True,
+        resumable: bool = False,
+        verify_replay: bool = False,
         description: str | None = None,
         rate_limit: str | None = None,
         cost: int | Callable[[Any], int] | None = None,
@@ -236,6 +296,13 @@ class StageDefinition(BaseModel):
             timeout_ms=timeout_ms,
             critical=critical,
             max_concurrency=max_concurrency,
+            item_failures=item_failures,
+            min_successes=min_successes,
+            stream_buffer=stream_buffer,
+            stream_timeout_ms=stream_timeout_ms,
+            collect=collect,
+            resumable=resumable,
+            verify_replay=verify_replay,
             description=description,
             rate_limit=rate_limit,
             cost=cost,

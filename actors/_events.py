@@ -85,6 +85,25 @@ class StageFinished:
         """Shortcut for ``result.status``."""
         return self.result.status
 
+    @property
+    def summary(self) -> str:
+        """The status, with item counts when fan-out items failed and were kept.
+
+        E.g. ``succeeded (57 of 60 items; 3 failed)`` for an
+        ``item_failures="collect"`` fan-out; otherwise just the status.
+        """
+        return summary(self.result)
+
+
+def summary(result: StageResult) -> str:
+    """Return *result*'s status, with item counts if collected items failed."""
+    failed = len(result.item_errors)
+    profile = result.profile
+    if not failed or profile is None or profile.items is None:
+        return result.status.value
+    count = profile.items
+    return f"{result.status.value} ({count - failed} of {count} items; {failed} failed)"
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StageUnresponsive:

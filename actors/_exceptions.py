@@ -76,3 +76,13 @@ class UnencodableOutputError(ActorsError, TypeError):
     checkpointing that stage and reports ``checkpoint_skipped``. Never raised
     to the caller of ``execute``.
     """
+
+
+class StreamReplayMismatch(ActorsError, RuntimeError):
+    """A retried streaming stage re-yielded an item unlike the one it delivered.
+
+    Only with ``verify_replay=True`` on a stage that is not ``resumable``:
+    the items an earlier attempt delivered are compared (by a digest of
+    their ``repr()``) as the generator yields them again. Never raised to
+    the caller: it is the ``exception`` of the failed stage, never retried.
+    """

@@ -35,6 +35,12 @@ class Node:
     timeout_s: float | None
     offload: Offloader | None = None
     """Where ``call``, then a sync ``fn(input)``, runs; ``None``: awaited inline."""
+    generator: bool = False
+    """Its call is an async generator function: it yields its items."""
+    stream: bool = False
+    """Its items flow on one by one: a generator, or a FAN_OUT fed by a stream."""
+    stream_fed: bool = False
+    """A FAN_OUT whose input is a stream: it consumes items as they arrive."""
 
 
 @dataclass(eq=False, slots=True)
@@ -46,6 +52,8 @@ class Graph:
     fail_fast: bool
     timeout_s: float | None
     dependencies: dict[str, tuple[str, ...]]
+    streaming: bool = False
+    """Some stage streams: the run needs stream edges."""
 
 
 def graph_of(pipeline: PipelineDefinition) -> Graph:
@@ -114,6 +122,14 @@ def compile_pipeline(pipeline: PipelineDefinition) -> tuple[Graph | None, list[s
     errors.extend(_cycles([stage.id for stage in stages], inputs))
     if errors:
         return None, errors
+    generators = [_is_generator(stage.stage) for stage in stages]
+    streams = (
+        _streams(stages, inputs, generators, errors)
+        if any(generators) or not all(stage.collect for stage in stages)
+        else None
+    )
+    if errors:
+        return None, errors
 
     nodes = []
     for position, stage in enumerate(stages):
@@ -132,14 +148,87 @@ def compile_pipeline(pipeline: PipelineDefinition) -> tuple[Graph | None, list[s
                 offload=stage.offload,
             )
         )
+        if streams is not None:
+            node = nodes[-1]
+            node.generator = generators[position]
+            node.stream = streams[position]
+            node.stream_fed = (
+                stage.pattern is ExecutionPattern.FAN_OUT
+                and bool(node.inputs)
+                and streams[node.inputs[0]]
+            )
     graph = Graph(
         name=pipeline.name,
         nodes=tuple(nodes),
         fail_fast=pipeline.fail_fast,
         timeout_s=_seconds(pipeline.timeout_ms),
         dependencies={stage.id: stage.inputs for stage in stages},
+        streaming=streams is not None,
     )
     return graph, []
+
+
+def _is_generator(target: Any) -> bool:
+    """True for an async generator function, or an object whose ``stream`` is one."""
+    if isinstance(target, type):
+        return False
+    if inspect.isasyncgenfunction(target):
+        return True
+    try:
+        return getattr(target, "execute", None) is None and (
+            inspect.isasyncgenfunction(getattr(target, "stream", None))
+        )
+    except Exception:  # a raising attribute is reported by _stage_call
+        return False
+
+
+def _streams(
+    stages: tuple[StageDefinition, ...],
+    inputs: list[tuple[int, ...]],
+    generators: list[bool],
+    errors: list[str],
+) -> list[bool]:
+    """Return which stages stream; record the streaming rules they break.
+
+    A stage streams if it is a generator, or a FAN_OUT whose input streams
+    (found by walking up the chain of fan-outs: no recursion).
+    """
+    count = len(stages)
+    streams: list[bool | None] = [None] * count
+    for start in range(count):
+        chain = []
+        node = start
+        while streams[node] is None:
+            stage = stages[node]
+            if generators[node] or not (
+                stage.pattern is ExecutionPattern.FAN_OUT and inputs[node]
+            ):
+                streams[node] = generators[node]
+                break
+            chain.append(node)
+            node = inputs[node][0]
+        for member in chain:
+            streams[member] = streams[node]
+    result = [bool(s) for s in streams]
+    for position, stage in enumerate(stages):
+        where = f"stage {stage.id!r}"
+        fed = stage.pattern is ExecutionPattern.FAN_OUT and bool(inputs[position])
+        fed = fed and result[inputs[position][0]]
+        if not stage.collect and not result[position]:
+            errors.append(f"{where}: collect=False applies only to streaming stages")
+        if fed and stage.condition is not None:
+            errors.append(
+                f"{where}: a FAN_OUT fed by a stream cannot have a condition "
+                "(its items start before the stream ends)"
+            )
+        for source in inputs[position]:
+            if result[source] and not stages[source].collect and not fed:
+                errors.append(
+                    f"{where} needs the whole list of stage "
+                    f"{stages[source].id!r}, which keeps only a count "
+                    "(collect=False); consume it with a FAN_OUT, or collect it"
+                )
+    return result
 
 
 def _is_async(target: Any) -> bool:
@@ -178,8 +267,11 @@ def _stage_call(
         return None
     if execute is not None and inspect.iscoroutinefunction(execute):
         return _called_as_a_stage(errors, stage, execute, True)
-    if _is_async(target):
+    if _is_async(target) or inspect.isasyncgenfunction(target):
         return _called_as_a_stage(errors, stage, target, False)
+    stream = getattr(target, "stream", None)
+    if execute is None and inspect.isasyncgenfunction(stream):
+        return _called_as_a_stage(errors, stage, stream, False)
     what = type(target).__name__
     if execute is not None:
         what += " whose execute is not async"
@@ -257,6 +349,8 @@ def _check_stage(errors: list[str], stage: StageDefinition) -> None:
         _check_retry(errors, where, stage.retry_config)
     if stage.rate_limit is not None or stage.cost is not None:
         _check_limit(errors, where, stage)
+    _check_item_failures(errors, where, stage)
+    _check_streaming(errors, where, stage)
 
 
 def _check_limit(errors: list[str], where: str, stage: StageDefinition) -> None:
@@ -276,6 +370,55 @@ def _check_limit(errors: list[str], where: str, stage: StageDefinition) -> None:
             f"{where}: cost must be a token count >= 0 or a function of the "
             f"input, got {cost!r}"
         )
+
+
+def _check_streaming(errors: list[str], where: str, stage: StageDefinition) -> None:
+    generator = _is_generator(stage.stage)
+    if generator and stage.pattern is ExecutionPattern.FAN_OUT:
+        errors.append(
+            f"{where}: a FAN_OUT's per-item function cannot be an async "
+            "generator (one item in, many out is not supported); make it "
+            "return a list, or make the stage before it stream"
+        )
+    _check_timeout(errors, "stage", stage.id, stage.stream_timeout_ms)
+    # collect=False, which a FAN_OUT fed by a stream may also take, is
+    # checked in _streams, once it is known which stages stream.
+    buffer = stage.stream_buffer
+    if buffer is not None:
+        if not generator:
+            errors.append(
+                f"{where}: stream_buffer applies only to streaming stages "
+                "(an async generator function, or an object with an async "
+                "generator stream method)"
+            )
+        elif buffer < 0:
+            errors.append(f"{where}: stream_buffer must be >= 0, got {buffer}")
+    if stage.stream_timeout_ms is not None and not generator:
+        errors.append(f"{where}: stream_timeout_ms applies only to streaming stages")
+    for name in ("resumable", "verify_replay"):
+        if getattr(stage, name) and not generator:
+            errors.append(f"{where}: {name} applies only to streaming stages")
+    if stage.resumable and stage.verify_replay:
+        errors.append(
+            f"{where}: verify_replay needs resumable=False "
+            "(a resumable stage replays nothing)"
+        )
+
+
+def _check_item_failures(errors: list[str], where: str, stage: StageDefinition) -> None:
+    collect = stage.item_failures == "collect"
+    if collect and stage.pattern is not ExecutionPattern.FAN_OUT:
+        errors.append(f"{where}: item_failures applies only to FAN_OUT stages")
+    minimum = stage.min_successes
+    if minimum is None:
+        return
+    if not collect:
+        errors.append(
+            f"{where}: min_successes needs item_failures='collect' "
+            "(with 'fail', every item must succeed)"
+        )
+    if minimum < 0:
+        errors.append(f"{where}: min_successes must be >= 0, got {minimum}")
 
 
 def _check_timeout(

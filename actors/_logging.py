@@ -344,6 +344,13 @@ class LoggingObserver(Observer):
             fields["error_type"] = None if exc is None else type(exc).__name__
         if result.status is StageStatus.SKIPPED:
             fields["reason"] = result.metadata.get("reason")
+        if result.item_errors and result.profile and result.profile.items is not None:
+            # A "collect" fan-out kept going past failed items: say how many.
+            failed = len(result.item_errors)
+            fields["items_succeeded"] = result.profile.items - failed
+            fields["items_failed"] = failed
+            fields["failed_items"] = sorted(result.item_errors)
+            fields["summary"] = event.summary
         if result.profile is not None:
             fields.update(result.profile.model_dump(exclude_none=True))
         # Only a failure carries its traceback: a cancelled stage's exception

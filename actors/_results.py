@@ -66,7 +66,8 @@ class StageProfile(BaseModel):
     backoff_ms: float = 0.0
     """Time spent sleeping between attempts (fan-out: summed over items)."""
     items: int | None = None
-    """Fan-out only: how many items the input list had."""
+    """Fan-out: how many items the input list had; streaming: how many
+    items it produced (or received)."""
     item_p50_ms: float | None = None
     """Fan-out only: median duration of a finished item, retries included."""
     item_p95_ms: float | None = None
@@ -78,6 +79,15 @@ class StageProfile(BaseModel):
     throttle_ms: float | None = None
     """Time queued on named limits (fan-out: summed over items); ``None`` if
     the stage took none. Not part of any attempt's running time or timeout."""
+    first_item_ms: float | None = None
+    """Streaming only: when its first item was produced (a producer) or
+    arrived (a FAN_OUT fed by a stream)."""
+    blocked_ms: float | None = None
+    """Streaming producers: time spent waiting for consumers to take items
+    (backpressure); large means the consumers are the bottleneck."""
+    starved_ms: float | None = None
+    """FAN_OUT fed by a stream: time its free slots waited for items, summed
+    over slots; large means the producer is the bottleneck."""
 
     @property
     def running_ms(self) -> float:
@@ -119,6 +129,12 @@ class StageResult(BaseModel, Generic[OutputT]):
     """The exception behind a failure, for debugging; never serialized."""
     restored_from: str | None = None
     """The id of the earlier run whose checkpointed result this stage reused."""
+    item_errors: dict[int, str] = Field(default_factory=dict)
+    """A fan-out with ``item_failures="collect"``: the error of each failed
+    item, by its index in the input (empty otherwise)."""
+    partial: bool = False
+    """True when a ``"collect"`` fan-out had an item fail: the output holds
+    ``None`` at each failed position."""
 
 
 def success_result(

@@ -107,6 +107,10 @@ class StageExpect:
     item_interrupt_at: Time = NEVER
     trigger: bool = False
     """Its failure alone cancels the run (so it never sends its result)."""
+    item_errors: dict[int, str] | None = None
+    """A collecting fan-out that ran all its items: a regex per failed item."""
+    partial: Any = None
+    """A collecting fan-out that missed min_successes: its outputs, None at failures."""
 
     @property
     def statuses(self) -> set[str]:
@@ -263,6 +267,9 @@ def _natural(
         stage.natural_status = StageStatus.SKIPPED
         stage.natural_finish = stage.ready
         return
+    if spec.pattern is ExecutionPattern.FAN_OUT and spec.item_failures == "collect":
+        _natural_collect(stage)
+        return
     if spec.pattern is ExecutionPattern.FAN_OUT:
         _natural_fan_out(stage)
         return
@@ -343,6 +350,84 @@ def _natural_fan_out(stage: StageExpect) -> None:
         stage.output = [[spec.index, item] for item in items]
         return
     stage.natural_status = "hang"
+
+
+def _natural_collect(stage: StageExpect) -> None:
+    """Play a collecting fan-out: a failed item frees its worker and stops nothing.
+
+    Only an interrupt stops the items; a hung item holds its worker forever.
+    Once every item has ended, the stage succeeds if at least
+    ``min_successes`` did (default: one, or none for an empty list).
+    """
+    spec = stage.spec
+    items = stage.input
+    assert isinstance(items, list)
+    count = len(items)
+    minimum = spec.min_successes
+    if minimum is not None and minimum > count:
+        stage.natural_status = StageStatus.FAILED
+        stage.natural_finish = stage.ready
+        stage.error = rf"^min_successes={minimum} but only {count} items arrived$"
+        stage.item_errors = {}
+        return
+    if count == 0:
+        stage.output = []
+        stage.natural_status = StageStatus.SUCCEEDED
+        stage.natural_finish = stage.ready
+        stage.item_errors = {}
+        return
+    limit = min(spec.max_concurrency or count, count)
+    free: list[tuple[Time, int]] = [(stage.ready, worker) for worker in range(limit)]
+    for index in range(count):
+        if not free:
+            break
+        start, worker = heapq.heappop(free)
+        chain = _chain(spec, index, start)
+        stage.items.append((start, chain))
+        if chain.outcome is End.OK or chain.failed:
+            heapq.heappush(free, (chain.end, worker))
+    stage.item_interrupt_at = min(
+        (chain.end for _, chain in stage.items if chain.outcome is End.INTERRUPT),
+        default=NEVER,
+    )
+    stop = stage.item_interrupt_at
+    stage.natural_attempts = sum(
+        _count(c, stop)[0] if s < stop else 1 for s, c in stage.items if s <= stop
+    )
+    if stop != NEVER:
+        stage.natural_status = "interrupt"
+        stage.interrupt_at = stop
+        return
+    if len(stage.items) < count or any(
+        chain.outcome is End.HANG for _, chain in stage.items
+    ):
+        stage.natural_status = "hang"
+        return
+    errors = {
+        index: _error_pattern(spec, chain.outcome, len(chain.starts))
+        for index, (_, chain) in enumerate(stage.items)
+        if chain.failed
+    }
+    stage.item_errors = errors
+    outputs = [
+        None if index in errors else [spec.index, item]
+        for index, item in enumerate(items)
+    ]
+    stage.natural_finish = max(chain.end for _, chain in stage.items)
+    succeeded = count - len(errors)
+    needed = min(count, 1) if minimum is None else minimum
+    if succeeded >= needed:
+        stage.natural_status = StageStatus.SUCCEEDED
+        stage.output = outputs
+        return
+    stage.natural_status = StageStatus.FAILED
+    stage.partial = outputs
+    first = min(errors)
+    inner = errors[first].removeprefix("^").removesuffix("$")
+    stage.error = (
+        rf"^{len(errors)} of {count} items failed, {succeeded} succeeded "
+        rf"\(min_successes={needed}\): item {first}: {inner}"
+    )
 
 
 def _chain(spec: StageSpec, item: int | None, start: Time) -> Chain:
@@ -461,6 +546,11 @@ def _cut(
     if status == "never" or stage.ready > cut:
         stage.alternatives = [Alt(StageStatus.CANCELLED, (0, 0), cut)]
         return
+    if trigger and stage.ready == cut == stage.natural_finish:
+        # It fails the instant its inputs arrive (min_successes above the
+        # item count), and that failure is what cancels the run.
+        stage.alternatives = [Alt(status, (0, 0), cut)]
+        return
     if (
         stage.ready == cut
         and cut != NEVER
@@ -484,7 +574,8 @@ def _cut(
             workers = min(spec.max_concurrency or len(stage.input), len(stage.input))
         stage.alternatives = [Alt(StageStatus.CANCELLED, (0, workers), cut)]
         if status in (StageStatus.SKIPPED, StageStatus.UPSTREAM_FAILED) or (
-            status == StageStatus.SUCCEEDED and stage.natural_finish == cut
+            status in (StageStatus.SUCCEEDED, StageStatus.FAILED)
+            and stage.natural_finish == cut
         ):
             stage.alternatives.append(Alt(status, (0, 0), cut))
         return
@@ -515,10 +606,18 @@ def _stage_status(item_status: str) -> str:
 
 def _fan_out_alternatives(stage: StageExpect, cut: Time, trigger: bool) -> list[Alt]:
     """Legal outcomes of a fan-out stage cancelled at *cut* (or by its own failure)."""
-    if not stage.items:  # an empty list: it succeeded when it became ready
-        return [Alt(StageStatus.SUCCEEDED, (0, 0), stage.natural_finish)]
+    if not stage.items:
+        # An empty list succeeded, and a collecting fan-out asking more
+        # successes than items failed, when it became ready.
+        return [Alt(stage.natural_status, (0, 0), stage.natural_finish)]
     local = min(stage.item_failure_at, stage.item_interrupt_at)
     stop = min(local, cut)
+    # Decided by its own items alone: a success, or a collecting fan-out's
+    # failure once every item has ended (a collected failure stops nothing).
+    settled = stage.natural_status == StageStatus.SUCCEEDED or (
+        stage.spec.item_failures == "collect"
+        and stage.natural_status == StageStatus.FAILED
+    )
     low = high = 0
     for start, chain in stage.items:
         if start > stop:
@@ -530,9 +629,7 @@ def _fan_out_alternatives(stage: StageExpect, cut: Time, trigger: bool) -> list[
         low += min(alt.attempts[0] for alt in alternatives)
         high += max(alt.attempts[1] for alt in alternatives)
     status = stage.natural_status
-    if stop == NEVER or (
-        status == StageStatus.SUCCEEDED and stage.natural_finish < cut
-    ):
+    if stop == NEVER or (settled and stage.natural_finish < cut):
         return [Alt(status, (low, high), stage.natural_finish)]
     if local < cut:
         if stage.item_interrupt_at == stage.item_failure_at:
@@ -542,9 +639,7 @@ def _fan_out_alternatives(stage: StageExpect, cut: Time, trigger: bool) -> list[
             ]
         return [Alt(status, (low, high), local)]
     cancelled = Alt(StageStatus.CANCELLED, (low, high), cut)
-    if local == cut or (
-        status == StageStatus.SUCCEEDED and stage.natural_finish == cut
-    ):
+    if local == cut or (settled and stage.natural_finish == cut):
         if trigger:
             return [Alt(status, (low, high), cut)]
         return [Alt(status, (low, high), cut), cancelled]

@@ -98,6 +98,10 @@ class StageSpec:
     item_faults: dict[int, Fault] = field(default_factory=dict)
     """FAN_OUT: items that behave differently from ``fault``."""
     max_concurrency: int | None = None
+    item_failures: str = "fail"
+    """FAN_OUT: ``"fail"`` or ``"collect"``."""
+    min_successes: int | None = None
+    """FAN_OUT with ``"collect"``: the threshold (``None``: the default)."""
     emit: int | None = None
     """Non-FAN_OUT: output ``list(range(emit))``; ``None``: output ``"out-i"``."""
 
@@ -256,6 +260,15 @@ def plans(draw: st.DrawFn, max_stages: int = 40) -> Plan:
                 ),
                 max_concurrency=draw(st.none() | st.integers(1, 8)),
             )
+            # A collecting fan-out puts None in place of failed items; one
+            # that feeds another fan-out keeps "fail", since an item of None
+            # does not say which item it was.
+            if not is_source and draw(st.booleans()):
+                spec = replace(
+                    spec,
+                    item_failures="collect",
+                    min_successes=draw(st.none() | st.integers(0, 8)),
+                )
         elif is_source:
             spec = replace(spec, emit=draw(_lengths()))
         stages.append(spec)

@@ -250,6 +250,8 @@ def build(plan: Plan, trace: Trace) -> PipelineDefinition:
                 timeout_ms=spec.timeout_ms,
                 critical=spec.critical,
                 max_concurrency=spec.max_concurrency,
+                item_failures="collect" if spec.item_failures == "collect" else "fail",
+                min_successes=spec.min_successes,
             )
         )
     return PipelineDefinition(
@@ -408,6 +410,14 @@ def _check_stage(stage: Any, result: PipelineResult) -> None:
             assert re.search(stage.error, actual.error), (stage.error, actual.error)
     if status == StageStatus.SKIPPED:
         assert actual.metadata["skipped"] is True
+    if status == stage.natural_status and stage.item_errors is not None:
+        # A collecting fan-out that ran all its items: exactly these failed.
+        assert sorted(actual.item_errors) == sorted(stage.item_errors)
+        for index, pattern in stage.item_errors.items():
+            assert re.search(pattern, actual.item_errors[index])
+        assert actual.partial is bool(stage.item_errors)
+        if status == StageStatus.FAILED and stage.items:
+            assert actual.metadata == {"partial": stage.partial}
 
 
 def _check_starts(
@@ -486,6 +496,46 @@ def _check_cancellation_times(plan: Plan, expected: Expected, trace: Trace) -> N
             StageSpec(2, inputs=(0, 1)),
         ),
         order=(2, 1, 0),
+    )
+)
+@example(
+    plan=Plan(
+        stages=(
+            StageSpec(0, emit=6),
+            StageSpec(
+                1,
+                inputs=(0,),
+                pattern=ExecutionPattern.FAN_OUT,
+                retry=Retry(max_attempts=2, initial_delay_ms=250),
+                item_faults={
+                    1: Fault(Kind.RAISE, Fraction(1)),
+                    4: Fault(Kind.FLAKY, Fraction(1, 2), fails=1),
+                },
+                max_concurrency=2,
+                item_failures="collect",
+                min_successes=5,
+            ),
+            StageSpec(2, inputs=(1,)),
+        ),
+        order=(0, 1, 2),
+    )
+)
+@example(
+    plan=Plan(
+        stages=(
+            StageSpec(0, emit=6),
+            StageSpec(
+                1,
+                inputs=(0,),
+                pattern=ExecutionPattern.FAN_OUT,
+                item_faults={1: Fault(Kind.RAISE, Fraction(1))},
+                item_failures="collect",
+                min_successes=6,
+            ),
+            StageSpec(2, inputs=(1,)),
+            StageSpec(3, fault=Fault(Kind.HANG)),
+        ),
+        order=(3, 2, 1, 0),
     )
 )
 def test_executor_matches_the_model(plan: Plan) -> None:

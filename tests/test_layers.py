@@ -66,6 +66,7 @@ KERNEL = [
     "_attempts",
     "_resume",
     "_fan_out",
+    "_streaming",
     "_actor",
     "_supervisor",
     "__init__",

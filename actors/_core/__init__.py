@@ -2,7 +2,8 @@
 
 ``_state`` (what the supervisor and its actors share), ``_wiring`` (the
 channels), ``_attempts`` (the one caller of user code), ``_fan_out``,
-``_actor`` and ``_supervisor``, each importing only the ones before it.
+``_streaming``, ``_actor`` and ``_supervisor``, each importing only the ones
+before it.
 """
 
 from ._supervisor import PipelineExecutor as PipelineExecutor

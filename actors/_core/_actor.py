@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -13,11 +14,12 @@ from ._attempts import Outcome, attempts, evaluate, failed
 from ._fan_out import fan_out
 from ._limiting import enter_stage
 from ._state import new_result
+from ._streaming import consume, produce
 
 if TYPE_CHECKING:
     from .._graph import Node
     from ._state import RunState
-    from ._wiring import Inbox, Message, Outbox
+    from ._wiring import Inbox, ItemReceive, ItemSend, Message, Outbox
 
 
 class Actor:
@@ -27,7 +29,16 @@ class Actor:
     per downstream stage (closed when it ends, whatever the reason).
     """
 
-    __slots__ = ("inbox", "initial_input", "node", "outboxes", "run", "state")
+    __slots__ = (
+        "inbox",
+        "initial_input",
+        "inlet",
+        "node",
+        "outboxes",
+        "outlets",
+        "run",
+        "state",
+    )
 
     def __init__(
         self,
@@ -42,6 +53,10 @@ class Actor:
         self.inbox = inbox
         self.outboxes = outboxes
         self.initial_input = initial_input
+        # Stream edges, set by the supervisor (see _streaming): items in,
+        # for a FAN_OUT fed by a stream; out, for a stage streaming to one.
+        self.inlet: ItemReceive | None = None
+        self.outlets: Sequence[ItemSend] = ()
         self.state = run.states[node.index]
 
     async def main(self) -> None:
@@ -53,7 +68,10 @@ class Actor:
             # wait at once, and each frame on their stacks is garbage
             # collector work for as long as they wait.
             inbox = self.inbox
-            if inbox is None:
+            if self.inlet is not None:
+                assert inbox is not None
+                result = await self._streamed(inbox)
+            elif inbox is None:
                 result = await self._stage(self.initial_input)
             else:
                 received = []
@@ -75,6 +93,8 @@ class Actor:
         finally:
             for outbox in self.outboxes:
                 outbox.close()
+            for outlet in self.outlets:
+                outlet.close()
             run = self.run
             if run.reason is not None:
                 self.state.stopped_at = run.clock.current_time()
@@ -144,6 +164,8 @@ class Actor:
             outcome = await fan_out(run, node, state, value)
             if run.durable is not None:
                 run.durable.fan_out_done(node, outcome, len(value))
+        elif node.generator:
+            outcome = await produce(run, node, state, value, self.outlets)
         else:
             state.started_at_ms = run.now_ms()
             if run.durable is None:
@@ -169,13 +191,43 @@ class Actor:
             restored_from=outcome.restored_from,
         )
 
+    async def _streamed(self, inbox: Inbox) -> StageResult[Any] | None:
+        """A FAN_OUT fed by a stream: run its items as they arrive, then finish."""
+        assert self.inlet is not None
+        outcome, ended = await consume(
+            self.run, self.node, self.state, self.inlet, self.outlets
+        )
+        if not ended:
+            # It failed before the stream ended: the producer's result will
+            # land in the inbox's own slot, unread (its send never blocks).
+            return self._finish_failure(outcome)
+        with inbox:
+            try:
+                received = await inbox.receive()
+            except trio.EndOfChannel:
+                return None  # an interrupt is tearing the run down
+        _, failed_input = self._gather([received])
+        if failed_input is not None:
+            return self._finish(
+                StageStatus.UPSTREAM_FAILED,
+                error=f"upstream stage {failed_input!r} failed",
+                metadata={"partial": outcome.output},
+            )
+        if not outcome.ok:
+            return self._finish_failure(outcome)
+        return self._finish(StageStatus.SUCCEEDED, output=outcome.output)
+
     def _finish_failure(self, outcome: Outcome) -> StageResult[Any] | None:
         returned = outcome.returned
+        metadata = returned.metadata if returned is not None else None
+        if outcome.output is not None:
+            # A "collect" fan-out that missed min_successes: what did succeed.
+            metadata = {"partial": outcome.output}
         return self._finish(
             StageStatus.FAILED,
             error=outcome.error,
             exception=outcome.exception,
-            metadata=returned.metadata if returned is not None else None,
+            metadata=metadata,
             stage_name=returned.stage_name if returned is not None else None,
         )
 
@@ -194,6 +246,12 @@ class Actor:
         run, node, state = self.run, self.node, self.state
         now = run.now_ms()
         started = state.started_at_ms
+        collected: dict[str, Any] = {}
+        if state.item_errors is not None:  # a "collect" fan-out
+            collected = {
+                "item_errors": state.item_errors,
+                "partial": bool(state.item_errors),
+            }
         result = new_result(
             success=status is StageStatus.SUCCEEDED or status is StageStatus.SKIPPED,
             # A result made by success_result(x) without a name is named
@@ -208,6 +266,7 @@ class Actor:
             profile=state.profile(now),
             exception=exception,
             restored_from=restored_from,
+            **collected,
         )
         run.record(node.index, result)
         if run.reason is not None:

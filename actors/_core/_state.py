@@ -51,6 +51,11 @@ class StageState:
     named_unresponsive: bool = False
     throttle_ms: float | None = None
     """Time queued on named limits, once the stage took one."""
+    item_errors: dict[int, str] | None = None
+    """A ``"collect"`` fan-out's failed items (``None`` for other stages)."""
+    first_item_ms: float | None = None
+    blocked_ms: float | None = None
+    starved_ms: float | None = None
 
     def profile(self, finished_at_ms: float) -> StageProfile:
         """Freeze what was measured into a profile."""
@@ -74,11 +79,14 @@ class StageState:
             item_p95_ms=p95,
             item_max_ms=top,
             item_running_ms=None
-            if self.items is None
+            if self.item_ms is None
             else round(self.item_running_ms, 6),
             throttle_ms=None
             if self.throttle_ms is None
             else round(self.throttle_ms, 6),
+            first_item_ms=self.first_item_ms,
+            blocked_ms=None if self.blocked_ms is None else round(self.blocked_ms, 6),
+            starved_ms=None if self.starved_ms is None else round(self.starved_ms, 6),
         )
 
     def cancelled(self, node: Node, why: str, now_ms: float) -> StageResult[Any]:
@@ -178,6 +186,13 @@ class RunState:
             self.cancelled_at_ms = round((self.cancelled_at - self.start) * 1000, 6)
             self.scope.cancel()
             self.cancelled.set()
+
+    def result_of(self, stage_id: str) -> StageResult[Any] | None:
+        """Return the final result of stage *stage_id*, once it has one."""
+        for node in self.graph.nodes:
+            if node.id == stage_id:
+                return self.results[node.index]
+        return None
 
     def record(self, index: int, result: StageResult[Any]) -> None:
         """Store a stage's final result and tell the observers."""

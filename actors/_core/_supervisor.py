@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 import trio
 
-from .._context import PipelineContext
+from .._context import PipelineContext, current_run
 from .._definition import PipelineDefinition
 from .._events import PipelineFinished, PipelineStarted, StageUnresponsive
 from .._exceptions import PipelineValidationError
@@ -31,7 +31,7 @@ from ._actor import Actor
 from ._limiting import check_limits
 from ._resume import choose_store, read_resumed, run_recorded
 from ._state import RunState
-from ._wiring import wire
+from ._wiring import wire, wire_streams
 
 if TYPE_CHECKING:
     from .._checkpoint import Store
@@ -210,6 +210,7 @@ class Supervisor:
                     else graph.timeout_s * 1000,
                 ),
             )
+        current = current_run.set((state.context, state.result_of))
         try:
             with structlog.contextvars.bound_contextvars(
                 run_id=state.run_id, pipeline=graph.name
@@ -227,6 +228,7 @@ class Supervisor:
         finally:
             # Runs on every exit, so a cancelled or interrupted run still logs
             # a complete story; nothing here awaits.
+            current_run.reset(current)
             result = self._result()
         return result
 
@@ -245,6 +247,10 @@ class Supervisor:
             Actor(state, node, inboxes[i], outboxes[i], initial_input)
             for i, node in enumerate(graph.nodes)
         ]
+        if graph.streaming:
+            inlets, outlets = wire_streams(graph)
+            for actor, inlet, items_out in zip(actors, inlets, outlets, strict=True):
+                actor.inlet, actor.outlets = inlet, items_out
         async with trio.open_nursery() as helpers:
 
             def watch(token: trio.Event | None) -> None:

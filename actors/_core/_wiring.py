@@ -41,3 +41,35 @@ def wire(graph: Graph) -> tuple[list[Inbox | None], list[list[Outbox]]]:
         for source in node.inputs[1:]:
             outboxes[source].append(send.clone())
     return inboxes, outboxes
+
+
+Item: TypeAlias = "tuple[int, Any]"
+"""One streamed item: its index in production order, and its value."""
+
+ItemSend: TypeAlias = "trio.MemorySendChannel[Item]"
+ItemReceive: TypeAlias = "trio.MemoryReceiveChannel[Item]"
+
+
+def wire_streams(
+    graph: Graph,
+) -> tuple[list[ItemReceive | None], list[list[ItemSend]]]:
+    """Return each stage's item inlet (None unless fed by a stream) and item outlets.
+
+    A stream edge runs from a streaming stage to each FAN_OUT it feeds: an
+    unbuffered channel, so an item is handed over only when the consumer
+    has a free slot (the exact bound on items in flight). The producer owns
+    one send endpoint per consumer and closes them when it ends; the
+    consumer closes its receive endpoint when it stops taking items, which
+    the producer sees as that consumer gone.
+    """
+    nodes = graph.nodes
+    inlets: list[ItemReceive | None] = [None] * len(nodes)
+    outlets: list[list[ItemSend]] = [[] for _ in nodes]
+    for node in nodes:
+        if node.stream_fed:
+            send: ItemSend
+            receive: ItemReceive
+            send, receive = trio.open_memory_channel(0)
+            inlets[node.index] = receive
+            outlets[node.inputs[0]].append(send)
+    return inlets, outlets

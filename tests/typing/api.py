@@ -79,6 +79,9 @@ async def main() -> None:
     assert_type(stage, StageResult[Any] | None)
     if stage is not None:
         assert_type(stage.status, StageStatus)
+        assert_type(stage.item_errors, dict[int, str])
+        assert_type(stage.partial, bool)
+    assert_type(context.upstream_result("fetch"), StageResult[Any] | None)
     assert_type(success_result(3), StageResult[int])
     assert_type(run(definition, "x"), PipelineResult)
 
