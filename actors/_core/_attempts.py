@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -98,12 +100,17 @@ async def attempts(
         begin = clock.current_time()
         if first_begin is None:
             first_begin = begin
+        # Attempt hooks (tracing, the testing kit) wrap the call in this task,
+        # so the context they enter is current in the user's code.
+        invoke = call
+        if dispatch.attempt_hooks:
+            invoke = partial(_hooked, run, node.id, item, attempt, call)
         try:
             if timeout is None:
-                raw = await call(value, context)
+                raw = await invoke(value, context)
             else:
                 with trio.CancelScope(deadline=begin + timeout) as scope:
-                    raw = await call(value, context)
+                    raw = await invoke(value, context)
                 if scope.cancelled_caught or clock.current_time() > scope.deadline:
                     # Cancelled and still returned: it swallowed Cancelled.
                     # Past the deadline without a checkpoint: a plain
@@ -152,7 +159,7 @@ async def attempts(
             or not retry.should_retry(outcome.error, outcome.exception)
         ):
             return outcome
-        delay_ms = retry.delay_ms(attempt + 1)
+        delay_ms = retry.delay_ms(attempt + 1, run.rng)
         if dispatch.stage_retrying:
             exc_type = outcome.exception
             event = StageRetrying(
@@ -174,6 +181,22 @@ async def attempts(
             # Measured, so a backoff cut short by cancellation counts only
             # the time actually spent.
             state.backoff_ms += (clock.current_time() - pause) * 1000
+
+
+async def _hooked(  # noqa: PLR0917  # bound by partial, called as (value, context)
+    run: RunState,
+    stage_id: str,
+    item: int | None,
+    attempt: int,
+    call: Callable[..., Any],
+    value: Any,
+    context: Any,
+) -> Any:
+    """Call the stage inside every attempt hook, in the attempt's own task."""
+    with run.dispatch.around_attempt(
+        run.run_id, run.graph.name, stage_id, item, attempt
+    ):
+        return await call(value, context)
 
 
 def _ran(state: StageState, item: int | None, seconds: float) -> None:

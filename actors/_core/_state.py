@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import uuid
 from dataclasses import dataclass
 from functools import partial
@@ -117,6 +118,7 @@ class RunState:
         "graph",
         "reason",
         "results",
+        "rng",
         "run_id",
         "scope",
         "start",
@@ -130,8 +132,11 @@ class RunState:
         context: PipelineContext[Any],
         dispatch: Dispatch,
         grace_s: float,
+        rng: random.Random | None = None,
     ) -> None:
         self.graph = graph
+        self.rng = rng
+        """Where retry jitter draws from (``None``: the global random)."""
         self.context = context
         self.dispatch = dispatch
         self.grace_s = grace_s

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable
 from typing import Any
 
@@ -37,6 +38,8 @@ class PipelineExecutor:
         log_events: Log every event through structlog (logger ``"actors"``).
         unresponsive_after_ms: Once a run is cancelled, a stage still running
             after this long is reported by a ``stage_unresponsive`` event.
+        rng: Where retry jitter draws from; pass ``random.Random(seed)`` to
+            make the delays of a run repeatable (default: the global random).
     """
 
     def __init__(
@@ -45,7 +48,9 @@ class PipelineExecutor:
         observers: Iterable[Observer] = (),
         log_events: bool = True,
         unresponsive_after_ms: float = 1000,
+        rng: random.Random | None = None,
     ) -> None:
+        self._rng = rng
         self._observers = tuple(observers)
         if log_events:
             self._observers = (_LOGGING, *self._observers)
@@ -78,7 +83,9 @@ class PipelineExecutor:
         if context is None:
             context = PipelineContext()
         dispatch = Dispatch((*self._observers, *observers))
-        supervisor = Supervisor(RunState(graph, context, dispatch, self._grace_s))
+        supervisor = Supervisor(
+            RunState(graph, context, dispatch, self._grace_s, self._rng)
+        )
         try:
             return await supervisor.run(initial_input)
         except BaseExceptionGroup as group:
