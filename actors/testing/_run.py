@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -102,7 +103,7 @@ def run(
     seed: int = 0,
     observers: Iterable[Observer] = (),
     faults: Sequence[Fault] = (),
-    give_up_after: float = GIVE_UP_AFTER,
+    give_up_after: float | None = GIVE_UP_AFTER,
 ) -> TestRun:
     """Run *definition* in a fresh ``trio.run`` on virtual time; return the record.
 
@@ -113,7 +114,9 @@ def run(
     Raises:
         PipelineValidationError: The definition is invalid; nothing ran.
         AssertionError: The run had not ended after *give_up_after* virtual
-            seconds (it hangs).
+            seconds (it hangs). ``None`` never gives up: the autojump clock
+            leaps to the next deadline whenever every task waits, so a stage
+            waiting on a thread or real I/O would meet that deadline at once.
     """
     clock = trio.testing.MockClock(autojump_threshold=0)
     return trio.run(
@@ -124,7 +127,7 @@ def run(
     )
 
 
-async def _arun_kw(args: tuple[Any, ...], give_up_after: float) -> TestRun:
+async def _arun_kw(args: tuple[Any, ...], give_up_after: float | None) -> TestRun:
     definition, initial_input, context, seed, observers, faults = args
     return await arun(
         definition,
@@ -145,7 +148,7 @@ async def arun(
     seed: int = 0,
     observers: Iterable[Observer] = (),
     faults: Sequence[Fault] = (),
-    give_up_after: float = GIVE_UP_AFTER,
+    give_up_after: float | None = GIVE_UP_AFTER,
 ) -> TestRun:
     """Run *definition* in the current trio run and return the record.
 
@@ -183,7 +186,9 @@ async def arun(
     async with trio.open_nursery() as nursery:
         with (
             trio.CancelScope() as caller,
-            trio.move_on_at(start + give_up_after) as limit,
+            trio.move_on_at(
+                math.inf if give_up_after is None else start + give_up_after
+            ) as limit,
         ):
             for fault in faults:
                 if isinstance(fault, CancelAt | CancelTokenAt):
@@ -196,7 +201,7 @@ async def arun(
         nursery.cancel_scope.cancel()  # faults not yet due never fire
     if limit.cancelled_caught:
         raise AssertionError(
-            f"pipeline {definition.name!r} had not ended after {give_up_after:g} "
+            f"pipeline {definition.name!r} had not ended after {give_up_after} "
             "virtual seconds: a stage hangs (script it with a result, or cancel it)"
         )
     if result is None:
