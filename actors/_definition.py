@@ -150,8 +150,12 @@ class RetryConfig(BaseModel):
             max_retry_after_ms=max_retry_after_ms,
         )
 
-    def delay_ms(self, attempt: int) -> float:
-        """Return the delay, in ms, before *attempt* (2 or more)."""
+    def delay_ms(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Return the delay, in ms, before *attempt* (2 or more).
+
+        Jitter draws from *rng* (the executor's ``rng``, so a seeded run
+        repeats its delays), else from the global :mod:`random`.
+        """
         initial, factor, cap = (
             self.initial_delay_ms,
             self.backoff_multiplier,
@@ -167,7 +171,10 @@ class RetryConfig(BaseModel):
         else:
             delay = initial * factor**steps
         if self.jitter:
-            delay *= random.uniform(1 - self.jitter, 1 + self.jitter)
+            low, high = 1 - self.jitter, 1 + self.jitter
+            delay *= (
+                random.uniform(low, high) if rng is None else rng.uniform(low, high)
+            )
         return delay
 
     def should_retry(self, error: str, exception: BaseException | None) -> bool:

@@ -193,7 +193,7 @@ def _message(event: str, fields: dict[str, Any]) -> str:
 
 
 def report_observer_failure(
-    observer: Observer, hook: str, event: object, exc: BaseException
+    observer: object, hook: str, event: object, exc: BaseException
 ) -> None:
     """Log ``observer_failed`` for an observer the run disabled."""
     fields = {

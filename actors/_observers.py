@@ -5,6 +5,9 @@ from __future__ import annotations
 import contextlib
 import inspect
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
+from types import TracebackType
+from typing import Any, Protocol, runtime_checkable
 
 from ._events import (
     CheckpointCorrupt,
@@ -84,6 +87,35 @@ class Observer:
         """The store failed; the run goes on unrecorded."""
 
 
+@runtime_checkable
+class AttemptHook(Protocol):
+    """Wraps every attempt of every stage (and fan-out item) of a run.
+
+    Pass an object with this method in ``observers``, like an
+    :class:`Observer` (one object may be both). The context manager it
+    returns is entered just before the stage function is called and exited
+    just after it returns or raises, in the attempt's own task: context
+    variables it sets (a current span) are seen by the stage's code, by the
+    tasks it starts and by ``trio.to_thread`` calls. Both steps are
+    synchronous and must not checkpoint. An exception escaping them (other
+    than a deliberate ``BaseException``) disables the hook for the rest of
+    the run, as for an observer; the value its ``__exit__`` returns is
+    ignored: a hook never swallows the stage's exception.
+    """
+
+    def around_attempt(
+        self,
+        *,
+        run_id: str,
+        pipeline: str,
+        stage_id: str,
+        item_index: int | None,
+        attempt: int,
+    ) -> AbstractContextManager[object]:
+        """Return the context to run attempt *attempt* (from 1) in."""
+        ...
+
+
 HOOKS = (
     "pipeline_started",
     "stage_started",
@@ -120,7 +152,7 @@ def check_observers(observers: Iterable[Observer]) -> None:
                 )
 
 
-FailureReport = Callable[[Observer, str, object, BaseException], None]
+FailureReport = Callable[[object, str, object, BaseException], None]
 
 
 class Dispatch:
@@ -131,7 +163,9 @@ class Dispatch:
     run starts, which hooks it wants; the others are never called.
     """
 
-    __slots__ = ("_observers", "_report", *HOOKS)
+    __slots__ = ("_observers", "_report", "attempt_hooks", *HOOKS)
+
+    attempt_hooks: list[AttemptHook]
 
     pipeline_started: list[Observer]
     stage_started: list[Observer]
@@ -161,6 +195,25 @@ class Dispatch:
             wanted[id(observer)] = None if subscribe is None else subscribe()
         for hook in HOOKS:
             setattr(self, hook, self._taking(hook, wanted))
+        self.attempt_hooks = [o for o in self._observers if isinstance(o, AttemptHook)]
+
+    def around_attempt(
+        self,
+        run_id: str,
+        pipeline: str,
+        stage_id: str,
+        item_index: int | None,
+        attempt: int,
+    ) -> AttemptScope:
+        """Return the context that enters every attempt hook (see AttemptHook)."""
+        info = {
+            "run_id": run_id,
+            "pipeline": pipeline,
+            "stage_id": stage_id,
+            "item_index": item_index,
+            "attempt": attempt,
+        }
+        return AttemptScope(self, info)
 
     def _taking(
         self, hook: str, wanted: dict[int, frozenset[str] | None]
@@ -207,7 +260,72 @@ class Dispatch:
                 with contextlib.suppress(Exception):
                     self._report(observer, hook, event, exc)
 
-    def _disable(self, observer: Observer) -> None:
+    def _disable(self, observer: object) -> None:
         for hook in HOOKS:
             observers: list[Observer] = getattr(self, hook)
             observers[:] = [o for o in observers if o is not observer]
+        self.attempt_hooks[:] = [o for o in self.attempt_hooks if o is not observer]
+
+
+class _Info:
+    """Carries the identity of an attempt to ``observer_failed`` reports."""
+
+    def __init__(self, info: dict[str, Any]) -> None:
+        self.run_id = info["run_id"]
+        self.pipeline = info["pipeline"]
+        self.stage_id = info["stage_id"]
+
+
+class AttemptScope:
+    """Enters the attempt hooks in order and exits them in reverse.
+
+    A hook that raises an :class:`Exception` is disabled and reported, never
+    the stage's problem. A hook's ``__exit__`` may raise a ``BaseException``
+    on purpose (the testing kit injects a KeyboardInterrupt this way): it
+    replaces the stage's exception once every hook has been exited.
+    """
+
+    __slots__ = ("_dispatch", "_entered", "_info")
+
+    def __init__(self, dispatch: Dispatch, info: dict[str, Any]) -> None:
+        self._dispatch = dispatch
+        self._info = info
+        self._entered: list[tuple[AttemptHook, AbstractContextManager[object]]] = []
+
+    def __enter__(self) -> None:
+        for hook in tuple(self._dispatch.attempt_hooks):
+            try:
+                context = hook.around_attempt(**self._info)
+                context.__enter__()
+            except Exception as exc:  # a hook must never break the run
+                self._failed(hook, exc)
+                continue
+            self._entered.append((hook, context))
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        replaced: BaseException | None = None
+        while self._entered:
+            hook, context = self._entered.pop()
+            try:
+                context.__exit__(kind, exc, tb)
+            except Exception as error:
+                if error is not exc:
+                    self._failed(hook, error)
+            except BaseException as error:
+                # Deliberate (an injected interrupt): re-raised below, after
+                # the remaining hooks have been exited.
+                if error is not exc and replaced is None:
+                    replaced = error
+        if replaced is not None:
+            raise replaced
+
+    def _failed(self, hook: AttemptHook, exc: Exception) -> None:
+        self._dispatch._disable(hook)
+        # Reporting must never break the run (the logger may be what fails).
+        with contextlib.suppress(Exception):
+            self._dispatch._report(hook, "around_attempt", _Info(self._info), exc)

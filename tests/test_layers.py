@@ -55,6 +55,10 @@ LAYERS: dict[str, int] = {
     "limits": 6,
     "offload": 6,
     "checkpoint": 6,
+    "abc": 6,
+    "testing": 6,
+    "opentelemetry": 6,
+    "_otel": 6,  # the private half of actors.opentelemetry
 }
 
 # Inside the kernel: what the supervisor and actors share comes first, the

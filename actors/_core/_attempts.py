@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from types import AsyncGeneratorType, CoroutineType
@@ -124,6 +125,11 @@ async def attempts(
         begin = clock.current_time()
         if first_begin is None:
             first_begin = begin
+        # Attempt hooks (tracing, the testing kit) wrap the call in this task,
+        # so the context they enter is current in the user's code.
+        invoke = call
+        if dispatch.attempt_hooks:
+            invoke = partial(_hooked, run, node.id, item, attempt, call)
         acquired, refused = None, None
         if limited is not None:
             # Queued on the limit: throttle time, not the attempt's.
@@ -136,10 +142,10 @@ async def attempts(
             if refused is not None:
                 raise refused
             if timeout is None:
-                raw = await call(value, context)
+                raw = await invoke(value, context)
             else:
                 with trio.CancelScope(deadline=begin + timeout) as scope:
-                    raw = await call(value, context)
+                    raw = await invoke(value, context)
                 if scope.cancelled_caught or clock.current_time() > scope.deadline:
                     # Cancelled and still returned: it swallowed Cancelled.
                     # Past the deadline without a checkpoint: a plain
@@ -226,7 +232,7 @@ async def attempts(
         ):
             return outcome
         else:
-            delay_ms = retry.delay_ms(attempt + 1)
+            delay_ms = retry.delay_ms(attempt + 1, run.rng)
         if dispatch.stage_retrying:
             exc_type = outcome.exception
             event = StageRetrying(
@@ -310,6 +316,22 @@ def orphaned(
             at_ms=run.now_ms(),
         )
         run.dispatch.emit("offload_orphaned", event)
+
+
+async def _hooked(  # noqa: PLR0917  # bound by partial, called as (value, context)
+    run: RunState,
+    stage_id: str,
+    item: int | None,
+    attempt: int,
+    call: Callable[..., Any],
+    value: Any,
+    context: Any,
+) -> Any:
+    """Call the stage inside every attempt hook, in the attempt's own task."""
+    with run.dispatch.around_attempt(
+        run.run_id, run.graph.name, stage_id, item, attempt
+    ):
+        return await call(value, context)
 
 
 def _ran(state: StageState, item: int | None, seconds: float) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import uuid
 from dataclasses import dataclass
 from functools import partial
@@ -134,6 +135,7 @@ class RunState:
         "limits",
         "reason",
         "results",
+        "rng",
         "run_id",
         "scope",
         "start",
@@ -147,10 +149,14 @@ class RunState:
         context: PipelineContext[Any],
         dispatch: Dispatch,
         grace_s: float,
+        *,
         limits: Limits | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.graph = graph
         self.limits = limits
+        self.rng = rng
+        """Where retry jitter draws from (``None``: the global random)."""
         self.context = context
         self.dispatch = dispatch
         self.grace_s = grace_s

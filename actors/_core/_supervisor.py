@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Iterable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -53,6 +54,8 @@ class PipelineExecutor:
             a stage's ``rate_limit=``.
         store: Journal every run in this checkpoint store (see
             :mod:`actors.checkpoint`), so a later run can resume from it.
+        rng: Where retry jitter draws from; pass ``random.Random(seed)`` to
+            make the delays of a run repeatable (default: the global random).
     """
 
     def __init__(
@@ -63,7 +66,9 @@ class PipelineExecutor:
         unresponsive_after_ms: float = 1000,
         limits: Mapping[str, RateLimit] | None = None,
         store: Store | None = None,
+        rng: random.Random | None = None,
     ) -> None:
+        self._rng = rng
         if not (math.isfinite(unresponsive_after_ms) and unresponsive_after_ms >= 0):
             raise ValueError(
                 "unresponsive_after_ms must be a finite number >= 0, "
@@ -133,7 +138,9 @@ class PipelineExecutor:
             every = (LoggingObserver(), *every)
         dispatch = Dispatch(every, report_observer_failure)
         limits = self._limits if self._limits.names else None
-        state = RunState(graph, context, dispatch, self._grace_s, limits)
+        state = RunState(
+            graph, context, dispatch, self._grace_s, limits=limits, rng=self._rng
+        )
         supervisor = Supervisor(state)
         try:
             if store is None:
