@@ -74,3 +74,26 @@ def test_package_ships_py_typed() -> None:
     """The package is marked as typed."""
     assert actors.__file__ is not None
     assert Path(actors.__file__).with_name("py.typed").is_file()
+
+
+def test_no_public_namespace_imports_an_optional_extra() -> None:
+    """``import actors`` and its namespaces leave every optional extra unloaded.
+
+    ``actors.opentelemetry`` is left out: it is the code path that uses its
+    extra. ``rich`` is not checked: structlog imports it whenever installed.
+    """
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, actors, actors.abc, actors.aio, actors.analysis, "
+        "actors.checkpoint, actors.limits, actors.logging, actors.offload, "
+        "actors.testing\n"
+        "extras = ('dask', 'distributed', 'trio_parallel', 'limits', 'redis', "
+        "'opentelemetry', 'hypothesis', 'cloudpickle')\n"
+        "print(sorted(m for m in extras if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert done.stdout == "[]\n"

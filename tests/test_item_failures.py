@@ -441,3 +441,31 @@ def test_stage_result_defaults_have_no_item_errors() -> None:
     """A StageResult built by hand has no item errors and is not partial."""
     result = StageResult[int](success=True, output=1)
     assert (result.item_errors, result.partial) == ({}, False)
+
+
+async def test_the_cli_summary_counts_collected_items(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The summary's status reads ``succeeded (8 of 10 items; 2 failed)``."""
+    from actors._cli._progress import summary_rows
+
+    async def item(value: int, ctx: Any) -> int:
+        await trio.sleep(1)
+        if value in (3, 7):
+            raise ValueError(f"bad {value}")
+        return value
+
+    pipeline = PipelineDefinition(
+        name="p",
+        stages=[
+            StageDefinition(
+                "each",
+                item,
+                pattern=ExecutionPattern.FAN_OUT,
+                item_failures="collect",
+            )
+        ],
+    )
+    result = await PipelineExecutor().execute(pipeline, list(range(10)))
+    (row,) = summary_rows(result)
+    assert row[:2] == ("each", "succeeded (8 of 10 items; 2 failed)")

@@ -29,6 +29,7 @@ from .._events import (
     StageStarted,
     StageUnresponsive,
 )
+from .._events import summary as status_summary
 from .._observers import Observer
 from .._results import PipelineResult, StageResult, StageStatus
 from .._util import format_ms, plain_table, printable
@@ -257,7 +258,7 @@ class PlainProgress(ProgressTracker):
         super().stage_finished(event)
         view = self.views[event.stage_id]
         result = event.result
-        parts = [result.status.value]
+        parts = [status_summary(result)]
         if view.is_fan_out and view.items_total is not None:
             parts.append(view.items_text())
         if result.status in (StageStatus.SUCCEEDED, StageStatus.FAILED):
@@ -310,7 +311,8 @@ def summary_rows(result: PipelineResult) -> list[tuple[str, str, str, str, str]]
         rows.append(
             (
                 printable(stage_id),
-                stage.status.value,
+                # "succeeded (57 of 60 items; 3 failed)" for a collecting fan-out
+                status_summary(stage),
                 str(stage.attempts),
                 duration,
                 printable(note_of(stage) or items_note(stage)),
