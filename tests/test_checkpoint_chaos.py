@@ -65,6 +65,10 @@ def _healed(plan: Plan) -> Plan:
             fault=heal(spec.fault),
             item_faults={i: heal(f) for i, f in spec.item_faults.items()},
             timeout_ms=None,
+            # A collecting fan-out asking for more successes than items
+            # arrive fails too; with every item healed, the default minimum
+            # never does.
+            min_successes=None,
         )
         for spec in plan.stages
     )

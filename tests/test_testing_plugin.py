@@ -67,8 +67,8 @@ def _pytest(tmp_path: Path, *options: str) -> subprocess.CompletedProcess[str]:
             "-q",
             "-p",
             "no:cacheprovider",
-            "-p",
-            "actors.testing._plugin",
+            # No "-p actors.testing._plugin": the installed package's pytest11
+            # entry point loads it, as it does for users.
             *options,
             str(tmp_path),
         ],
