@@ -393,3 +393,49 @@ async def test_timeout_without_retry_is_a_stage_timeout(
         "StageTimeoutError: stage 'work' timed out after 200 ms (attempt 1)"
     )
     assert [(e.backend, e.item_index) for e in orphans] == [("dask", None)]
+
+
+class Submissions(Counting):
+    """A Counting offloader that also records when each call is submitted."""
+
+    def __init__(self, inner: offload.Offloader) -> None:
+        super().__init__(inner)
+        self.at: list[float] = []
+
+    async def call(self, fn: Any, arg: Any, *, on_orphaned: Any) -> Any:
+        """Record the submission time (trio's clock), then delegate."""
+        self.at.append(trio.current_time())
+        return await super().call(fn, arg, on_orphaned=on_orphaned)
+
+
+async def test_a_rate_limited_fan_out_never_submits_faster_than_its_meter(
+    dask_client: Client,
+) -> None:
+    """The limit is taken before submission: the cluster never sees more than the quota."""
+    from actors import RateLimit
+
+    submissions = Submissions(offload.dask(dask_client))
+    pipeline = PipelineDefinition(
+        name="p",
+        stages=[
+            StageDefinition(
+                "work",
+                square,
+                pattern=ExecutionPattern.FAN_OUT,
+                max_concurrency=8,  # the limit binds, not the slots
+                offload=submissions,
+                rate_limit="api",
+            )
+        ],
+    )
+    executor = PipelineExecutor(
+        log_events=False, limits={"api": RateLimit(requests_per_second=5)}
+    )
+    result = await executor.execute(pipeline, list(range(8)))
+    assert result.outputs == {"work": [i * i for i in range(8)]}
+    at = sorted(submissions.at)
+    assert len(at) == 8
+    # 5 requests/s, burst 1: the k-th submission no earlier than 0.2 s * k
+    # after the first (20 ms for the first grant's own way to the cluster).
+    for k, when in enumerate(at):
+        assert when - at[0] >= 0.2 * k - 0.02, (k, [t - at[0] for t in at])
