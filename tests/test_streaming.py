@@ -627,3 +627,30 @@ def test_bad_streaming_settings_are_refused(
     assert re.fullmatch(message, errors[0]), errors
     with pytest.raises(PipelineValidationError):
         trio.run(execute, definition)
+
+
+async def test_a_stream_retry_draws_its_jitter_from_the_executors_rng(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Streams retry on the same schedule as other stages: a seeded run repeats."""
+    import random
+
+    from actors import PipelineExecutor, RetryConfig
+
+    retry = RetryConfig(max_attempts=2, initial_delay_ms=1000, jitter=0.5)
+    expected_ms = retry.delay_ms(2, random.Random(7))
+    failed_once: list[bool] = []
+
+    async def pages(query: Any, ctx: Any) -> Any:
+        if not failed_once:
+            failed_once.append(True)
+            raise ValueError("flaky source")
+        yield 1
+
+    pipeline = PipelineDefinition(
+        name="p", stages=[StageDefinition("pages", pages, retry_config=retry)]
+    )
+    result = await PipelineExecutor(rng=random.Random(7)).execute(pipeline)
+    assert result.success
+    assert result.stage_results["pages"].profile.backoff_ms == round(expected_ms, 6)  # type: ignore[union-attr]
+    assert expected_ms != 1000  # the jitter is really there

@@ -136,7 +136,7 @@ class Actor:
         if definition.condition is not None:
             try:
                 go = await evaluate(definition.condition, run.context)
-            except (KeyboardInterrupt, SystemExit):
+            except (trio.Cancelled, KeyboardInterrupt, SystemExit):
                 raise
             except BaseException as exc:  # the condition's own failure, whatever it is
                 return self._finish_failure(failed(exc, "condition raised "))

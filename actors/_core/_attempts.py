@@ -233,27 +233,54 @@ async def attempts(
             return outcome
         else:
             delay_ms = retry.delay_ms(attempt + 1, run.rng)
-        if dispatch.stage_retrying:
-            exc_type = outcome.exception
-            event = StageRetrying(
-                run_id=run.run_id,
-                pipeline=run.graph.name,
-                stage_id=node.id,
-                attempt=attempt,
-                delay_ms=delay_ms,
-                error=outcome.error,
-                error_type=None if exc_type is None else type(exc_type).__name__,
-                at_ms=run.now_ms(),
-                item_index=item,
-            )
-            dispatch.emit("stage_retrying", event)
-        pause = clock.current_time()
-        try:
-            await trio.sleep(delay_ms / 1000)
-        finally:
-            # Measured, so a backoff cut short by cancellation counts only
-            # the time actually spent.
-            state.backoff_ms += (clock.current_time() - pause) * 1000
+        exc_type = outcome.exception
+        await back_off(
+            run,
+            node,
+            state,
+            attempt=attempt,
+            delay_ms=delay_ms,
+            error=outcome.error,
+            error_type=None if exc_type is None else type(exc_type).__name__,
+            item=item,
+        )
+
+
+async def back_off(
+    run: RunState,
+    node: Node,
+    state: StageState,
+    *,
+    attempt: int,
+    delay_ms: float,
+    error: str,
+    error_type: str | None,
+    item: int | None = None,
+) -> None:
+    """Announce the retry that follows *attempt*, then sleep its delay.
+
+    A checkpoint. Cancellation cuts the sleep short and propagates; the
+    profile's ``backoff_ms`` counts only the time actually spent.
+    """
+    if run.dispatch.stage_retrying:
+        event = StageRetrying(
+            run_id=run.run_id,
+            pipeline=run.graph.name,
+            stage_id=node.id,
+            attempt=attempt,
+            delay_ms=delay_ms,
+            error=error,
+            error_type=error_type,
+            at_ms=run.now_ms(),
+            item_index=item,
+        )
+        run.dispatch.emit("stage_retrying", event)
+    clock = run.clock
+    pause = clock.current_time()
+    try:
+        await trio.sleep(delay_ms / 1000)
+    finally:
+        state.backoff_ms += (clock.current_time() - pause) * 1000
 
 
 _PROPAGATE = (trio.Cancelled, KeyboardInterrupt, SystemExit)

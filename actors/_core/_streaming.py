@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from .._context import stream_cursor
-from .._events import StageRetrying, StageStarted
+from .._events import StageStarted
 from .._exceptions import StageTimeoutError, StreamReplayMismatch
 from .._sketch import DurationSketch
 from .._util import describe
-from ._attempts import Outcome, attempts, failed
+from ._attempts import Outcome, attempts, back_off, failed
 from ._fan_out import collected_outcome, item_ended
 from ._state import new_result
 
@@ -119,7 +119,16 @@ async def produce(
                     or not retry.should_retry(describe(error), error)
                 ):
                     break
-                await _backoff(run, node, state, attempt, error)
+                await back_off(
+                    run,
+                    node,
+                    state,
+                    attempt=attempt,
+                    # The executor's rng: a seeded run repeats its delays.
+                    delay_ms=node.retry.delay_ms(attempt + 1, run.rng),
+                    error=describe(error),
+                    error_type=type(error).__name__,
+                )
         if scope.cancelled_caught:
             error = StageTimeoutError(
                 f"stage {node.id!r}: stream timed out after {whole:g} ms "
@@ -167,30 +176,6 @@ def _started(run: RunState, node: Node, state: StageState, attempt: int) -> None
             at_ms=run.now_ms(),
         )
         run.dispatch.emit("stage_started", started)
-
-
-async def _backoff(
-    run: RunState, node: Node, state: StageState, attempt: int, error: Exception
-) -> None:
-    """Announce the retry of a generator and sleep its delay."""
-    delay_ms = node.retry.delay_ms(attempt + 1)
-    if run.dispatch.stage_retrying:
-        event = StageRetrying(
-            run_id=run.run_id,
-            pipeline=run.graph.name,
-            stage_id=node.id,
-            attempt=attempt,
-            delay_ms=delay_ms,
-            error=describe(error),
-            error_type=type(error).__name__,
-            at_ms=run.now_ms(),
-        )
-        run.dispatch.emit("stage_retrying", event)
-    pause = run.clock.current_time()
-    try:
-        await trio.sleep(delay_ms / 1000)
-    finally:
-        state.backoff_ms += (run.clock.current_time() - pause) * 1000
 
 
 async def _pull(
