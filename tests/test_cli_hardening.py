@@ -190,6 +190,44 @@ def test_a_signal_while_loading_the_target_is_one_line(
     assert (process.returncode, out, err) == (code, "", "aborted\n")
 
 
+@pytest.mark.parametrize(
+    ("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)]
+)
+def test_a_signal_while_the_script_imports_actors_is_one_line(
+    tmp_path: Path, signum: signal.Signals, code: int
+) -> None:
+    """Ctrl-C or SIGTERM while the ``actors`` script imports the library itself.
+
+    A finder installed by ``sitecustomize`` stalls the import of
+    ``actors._core`` (half-way through ``import actors``), so the signal
+    lands there every time, before the command line's handlers exist.
+    """
+    script = Path(sys.executable).with_name("actors")
+    assert script.exists(), f"the console script is not installed next to {sys.executable}"
+    marker = tmp_path / "importing"
+    (tmp_path / "sitecustomize.py").write_text(
+        "import importlib.abc, pathlib, sys, time\n"
+        "class Stall(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'actors._core':\n"
+        f"            pathlib.Path({str(marker)!r}).write_text('x')\n"
+        "            time.sleep(30)\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, Stall())\n"
+    )
+    process = subprocess.Popen(
+        [str(script), "validate", "whatever.py:pipeline"],
+        env={**_env(), "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for(marker, process)
+    process.send_signal(signum)
+    out, err = process.communicate(timeout=20)
+    assert (process.returncode, out, err) == (code, "", "aborted\n")
+
+
 def test_progress_shows_stopping_and_unresponsive_stages(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -23,6 +23,7 @@ import pytest
 
 ROOT = Path(__file__).parent.parent
 PACKAGE = ROOT / "actors"
+LAUNCHER = "_actors_launch.py"
 DIST_NAME = "trio-actors"
 FILE_PREFIX = "trio_actors"  # the normalised name in file names
 
@@ -41,14 +42,14 @@ def _version() -> str:
 
 
 def _package_files() -> set[str]:
-    """Every file of the import package in the source tree, as wheel paths."""
+    """Every file of the import package in the source tree, and the launcher."""
     return {
         path.relative_to(ROOT).as_posix()
         for path in PACKAGE.rglob("*")
         if path.is_file()
         and "__pycache__" not in path.parts
         and path.suffix in {".py", ".typed"}
-    }
+    } | {LAUNCHER}
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +63,7 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source = tmp_path_factory.mktemp("source")
     shutil.copy2(ROOT / "pyproject.toml", source)
     shutil.copy2(ROOT / "README.md", source)
+    shutil.copy2(ROOT / LAUNCHER, source)
     shutil.copytree(
         PACKAGE, source / "actors", ignore=shutil.ignore_patterns("__pycache__")
     )
@@ -88,7 +90,7 @@ def test_the_built_files_are_named_trio_actors(dist: Path) -> None:
 
 
 def test_the_wheel_holds_every_module_and_py_typed(dist: Path) -> None:
-    """Every subpackage and module of actors/ is in the wheel, py.typed too, nothing else."""
+    """Every module of actors/, py.typed and the script's launcher; nothing else."""
     (wheel,) = dist.glob("*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
@@ -106,7 +108,9 @@ def test_the_wheel_holds_every_module_and_py_typed(dist: Path) -> None:
     assert {"actors", "actors/_core"} <= subpackages
     assert all(f"{sub}/__init__.py" in packaged for sub in subpackages)
     assert (metadata["Name"], metadata["Version"]) == (DIST_NAME, _version())
-    assert "actors = actors._cli:main" in entry_points.splitlines()
+    # The script starts outside the package, so Ctrl-C while it imports is
+    # handled (see _actors_launch.py).
+    assert "actors = _actors_launch:main" in entry_points.splitlines()
 
 
 def test_the_sdist_holds_the_sources_and_the_metadata(dist: Path) -> None:
