@@ -203,7 +203,9 @@ def test_a_signal_while_the_script_imports_actors_is_one_line(
     lands there every time, before the command line's handlers exist.
     """
     script = Path(sys.executable).with_name("actors")
-    assert script.exists(), f"the console script is not installed next to {sys.executable}"
+    assert script.exists(), (
+        f"the console script is not installed next to {sys.executable}"
+    )
     marker = tmp_path / "importing"
     (tmp_path / "sitecustomize.py").write_text(
         "import importlib.abc, pathlib, sys, time\n"
