@@ -17,7 +17,12 @@ keeps it so):
 from __future__ import annotations
 
 from ._context import PipelineContext as PipelineContext
+from ._core import ItemTap as ItemTap
+from ._core import LiveRun as LiveRun
 from ._core import PipelineExecutor as PipelineExecutor
+from ._core import Progress as Progress
+from ._core import ProgressTap as ProgressTap
+from ._core import TapItem as TapItem
 from ._core import run as run
 from ._definition import Condition as Condition
 from ._definition import ExecutionPattern as ExecutionPattern
@@ -75,8 +80,10 @@ __all__ = [
     "Condition",
     "ExecutionPattern",
     "ItemFinished",
+    "ItemTap",
     "LimitPaused",
     "LimitWaited",
+    "LiveRun",
     "LoggingObserver",
     "Observer",
     "OffloadOrphaned",
@@ -89,6 +96,8 @@ __all__ = [
     "PipelineStarted",
     "PipelineStatus",
     "PipelineValidationError",
+    "Progress",
+    "ProgressTap",
     "RateLimit",
     "RateLimited",
     "RetryConfig",
@@ -108,6 +117,7 @@ __all__ = [
     "StreamFunction",
     "StreamReplayMismatch",
     "StreamingStage",
+    "TapItem",
     "TimelineEntry",
     "cancelled_result",
     "failure_result",

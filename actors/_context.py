@@ -40,6 +40,11 @@ ResultLookup = Callable[[str], "StageResult[Any] | None"]
 stream_cursor: ContextVar[int] = ContextVar("actors_stream_cursor", default=0)
 """Set by the kernel in a streaming stage's task before each attempt."""
 
+current_emitter: ContextVar[Callable[[Any], None] | None] = ContextVar(
+    "actors_current_emitter", default=None
+)
+"""Set by the kernel in a stage's task of a run with taps: where ``ctx.emit`` goes."""
+
 current_run: ContextVar[tuple[PipelineContext[Any], ResultLookup] | None] = ContextVar(
     "actors_current_run", default=None
 )
@@ -151,6 +156,19 @@ class PipelineContext(Generic[DepsT]):
         its first ``stream_cursor`` items discarded (see the streaming docs).
         """
         return stream_cursor.get()
+
+    def emit(self, value: Any) -> None:
+        """Publish *value* as progress of the running stage (tokens, a percentage).
+
+        The caller of :meth:`PipelineExecutor.open_run` reads it through
+        ``run.progress()``; a reader that falls behind loses the oldest values,
+        so this never blocks and is not a checkpoint. Call it from the
+        stage's task or a thread it started with ``trio.to_thread``. Outside
+        a run opened with ``open_run`` (or outside a stage) it does nothing.
+        """
+        emitter = current_emitter.get()
+        if emitter is not None:
+            emitter(value)
 
     def upstream_result(self, stage_id: str) -> StageResult[Any] | None:
         """Return the result of stage *stage_id* of the running run, if it has one.

@@ -26,6 +26,7 @@ NAMES = [
     "fan_out",
     "llm_quota",
     "retries_and_timeouts",
+    "streaming_tokens",
 ]
 
 
@@ -126,6 +127,43 @@ async def test_fan_out_keeps_input_order(
     assert profile is not None
     assert (profile.items, profile.item_p50_ms, profile.item_p95_ms) == (10, 50, 80)
     assert result.total_duration_ms == 180.0
+
+
+async def test_streaming_tokens_prints_tokens_and_answers_as_they_come(
+    autojump_clock: trio.testing.MockClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Both taps, with the executor's defaults: every token in time order, exactly."""
+    result = await example("streaming_tokens").main()
+    assert result.success
+    assert result.total_duration_ms == 1240.0
+    lines = capsys.readouterr().out.splitlines()
+    # Each answer's progress lines grow a word at a time, then it is done.
+    answers = result.outputs["answers"]
+    for index, text in enumerate(answers):
+        words = text.split()
+        progress = [line for line in lines if line.startswith(f"  [{index}] ")]
+        assert progress == [
+            f"  [{index}] {' '.join(words[: n + 1])} ..." for n in range(len(words))
+        ]
+        done = lines.index(f"[{index}] done: {text}")
+        assert lines.index(progress[-1]) < done
+    # Items finish in order here (0 at 0.52 s, 1 at 0.87 s, 2 at 1.24 s), and
+    # the tokens interleave by their times.
+    assert [line for line in lines if "done:" in line] == [
+        f"[{i}] done: {text}" for i, text in enumerate(answers)
+    ]
+    assert lines[:8] == [
+        "  [0] no ...",
+        "  [0] no task ...",
+        "  [0] no task outlives ...",
+        "  [1] each ...",
+        "  [0] no task outlives its ...",
+        "  [1] each item ...",
+        "  [0] no task outlives its nursery ...",
+        "[0] done: no task outlives its nursery",
+    ]
+    assert lines[-1] == "3 answers, 20 words"
+    assert len(lines) == 20 + 3 + 1
 
 
 async def test_llm_quota_has_no_429_with_the_limit(

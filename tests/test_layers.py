@@ -65,6 +65,7 @@ LAYERS: dict[str, int] = {
 # supervisor that owns everything last.
 KERNEL = [
     "_state",
+    "_live",
     "_limiting",
     "_wiring",
     "_attempts",

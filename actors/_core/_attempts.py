@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from .._context import current_emitter
 from .._events import OffloadOrphaned, StageRetrying, StageStarted
 from .._exceptions import StageContractError, StageTimeoutError
 from .._limits import RateLimited
@@ -105,6 +106,8 @@ async def attempts(
     # Offload hook: the backend runs the stage's sync function; it, and the
     # to_* helpers inside async stages, report orphans of this item.
     set_orphan_reporter(partial(orphaned, run, node, item))
+    if run.live is not None:
+        current_emitter.set(partial(run.live.emit, node, item))
     if node.offload is not None:
         call = partial(call_offloaded, node.offload, call)
     first_begin = None

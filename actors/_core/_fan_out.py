@@ -70,14 +70,19 @@ async def fan_out(
             else:
                 outcome = await run.durable.item(node, state, item, index)
             item_ended(run, node, state, index, outcome, available=fan_begin)
-            if outcome.ok:
-                outputs[index] = outcome.output
-            elif collect:
-                collected.append((index, outcome))
-            else:
+            if not (outcome.ok or collect):
                 failures.append((index, outcome))
                 cancel_scope.cancel()
                 return
+            if outcome.ok:
+                outputs[index] = outcome.output
+            else:
+                collected.append((index, outcome))
+            if run.live is not None:  # the caller's taps
+                if outcome.ok:
+                    await run.live.publish(node, index, outcome.output)
+                else:
+                    await run.live.publish(node, index, None, outcome.error)
 
     limit = min(definition.max_concurrency or count, count)
     if limit:

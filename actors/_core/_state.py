@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .._limits import Limits
     from .._observers import Dispatch
     from .._sketch import DurationSketch
+    from ._live import Live
     from ._resume import Durable
 
 # The kernel builds results from values it has checked: skip validation.
@@ -133,6 +134,7 @@ class RunState:
         "grace_s",
         "graph",
         "limits",
+        "live",
         "reason",
         "results",
         "rng",
@@ -174,6 +176,8 @@ class RunState:
         self.results: list[StageResult[Any] | None] = [None] * len(graph.nodes)
         # Set by _resume for the length of a durable run.
         self.durable: Durable | None = None
+        # Set by open_run: the hub its taps read.
+        self.live: Live | None = None
 
     def now_ms(self) -> float:
         """Milliseconds since the run started, from the trio clock."""
@@ -204,6 +208,8 @@ class RunState:
         """Store a stage's final result and tell the observers."""
         node = self.graph.nodes[index]
         self.results[index] = result
+        if self.live is not None:
+            self.live.stage_ended(node, result)
         if self.dispatch.stage_finished:
             at = result.profile.finished_at_ms if result.profile else self.now_ms()
             event = StageFinished(

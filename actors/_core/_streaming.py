@@ -15,11 +15,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from .._context import stream_cursor
+from .._context import current_emitter, stream_cursor
 from .._events import StageStarted
 from .._exceptions import StageTimeoutError, StreamReplayMismatch
 from .._sketch import DurationSketch
@@ -74,12 +75,18 @@ async def produce(
             digests.append(digest(item))
         return index
 
+    live = run.live
+    if live is not None:
+        current_emitter.set(partial(live.emit, node, None))
+
     async def deliver(pair: Item) -> None:
         for outlet in list(consumers):
             try:
                 await outlet.send(pair)
             except trio.BrokenResourceError:
                 consumers.remove(outlet)  # that consumer stopped taking items
+        if live is not None:  # the caller's taps: after the consumers
+            await live.publish(node, *pair)
 
     retry = node.retry
     buffer = definition.stream_buffer or 0
@@ -341,6 +348,9 @@ async def consume(
             if keep:
                 outputs[index] = output
             await forward((index, output))
+            if run.live is not None:
+                error = None if outcome.ok else outcome.error
+                await run.live.publish(node, index, output, error)
         else:
             failures.append((index, outcome))
             cancel_scope.cancel()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,7 @@ from .._results import (
 from .._util import leaves
 from ._actor import Actor
 from ._limiting import check_limits
+from ._live import Live, LiveRun
 from ._resume import choose_store, read_resumed, run_recorded
 from ._state import RunState
 from ._wiring import wire, wire_streams
@@ -120,6 +122,100 @@ class PipelineExecutor:
             actors.checkpoint.UnknownRunError: The store holds no readable
                 run *resume*; nothing ran.
         """
+        _, go = await self._prepare(
+            pipeline,
+            initial_input,
+            context,
+            observers=observers,
+            store=store,
+            resume=resume,
+        )
+        return await _bare(go)
+
+    @asynccontextmanager
+    async def open_run(
+        self,
+        pipeline: PipelineDefinition,
+        initial_input: Any = None,
+        context: PipelineContext[Any] | None = None,
+        *,
+        observers: Iterable[Observer] = (),
+        store: Store | None = None,
+        resume: str | None = None,
+    ) -> AsyncIterator[LiveRun]:
+        """Start *pipeline* and give the block a :class:`LiveRun` to watch it.
+
+        The run goes on in the background while the block taps its items
+        (``run.tap(stage)``) and progress (``run.progress()``); leaving the
+        block waits for the run to end, then ``run.result`` holds its result.
+        ``execute`` is this plus waiting, and reports and raises the same way.
+
+        An exception raised in the block cancels the run, waits for every
+        stage to stop, and leaves the block as itself (never inside an
+        exception group); ``run.cancel()`` cancels it explicitly.
+        Cancelling the caller's scope cancels the run and re-raises
+        :class:`trio.Cancelled` once every stage has stopped. Entering is a
+        checkpoint, and raises what ``execute`` raises before anything runs.
+        """
+        state, go = await self._prepare(
+            pipeline,
+            initial_input,
+            context,
+            observers=observers,
+            store=store,
+            resume=resume,
+        )
+        live = state.live = Live(state)
+        run = LiveRun(state, live)
+        raised: BaseException | None = None
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(live.drive, partial(_bare, go), name="actors:run")
+                try:
+                    yield run
+                except BaseException as exc:
+                    raised = exc
+                    if not isinstance(exc, trio.Cancelled):
+                        # Cancelled is the caller's scope, which cancels the
+                        # run itself; anything else is the block's own error.
+                        run.cancel(
+                            "interrupted"
+                            if _is_interrupt(exc)
+                            else f"the open_run block raised {type(exc).__name__}"
+                        )
+                        # Let the run stop by itself, so that it ends with a
+                        # result (the nursery would cancel it from outside).
+                        # The run is cancelled: this waits as long as leaving
+                        # the nursery would.
+                        with trio.CancelScope(shield=True):
+                            await live.ended()
+                    raise
+        except BaseExceptionGroup as group:
+            bare = _bare_exception(group, raised)
+            if bare is None:
+                raise
+        else:
+            return
+        # As in execute: raised outside the except clause, the name dropped.
+        try:
+            raise bare
+        finally:
+            del bare
+
+    async def _prepare(
+        self,
+        pipeline: PipelineDefinition,
+        initial_input: Any,
+        context: PipelineContext[Any] | None,
+        *,
+        observers: Iterable[Observer],
+        store: Store | None,
+        resume: str | None,
+    ) -> tuple[RunState, Callable[[], Awaitable[PipelineResult]]]:
+        """Validate and set up a run; return its state and what runs it.
+
+        A checkpoint when reading a run to resume, and nothing runs yet.
+        """
         require_trio()
         graph = graph_of(pipeline)
         limit_errors = check_limits(graph, self._limits)
@@ -141,26 +237,29 @@ class PipelineExecutor:
         state = RunState(
             graph, context, dispatch, self._grace_s, limits=limits, rng=self._rng
         )
-        supervisor = Supervisor(state)
-        try:
-            if store is None:
-                return await supervisor.run(initial_input)
-            return await run_recorded(
-                state, store, resumed, partial(supervisor.run, initial_input)
-            )
-        except BaseExceptionGroup as group:
-            # Policy: stage code cannot raise out of a run, so a group here
-            # holds an interrupt (re-raised bare, as callers expect) or the
-            # caller's cancellation (re-raised as one trio.Cancelled).
-            interrupt = _bare_exception(group)
-            if interrupt is None:
-                raise
-        # Raised outside the except clause, so the group is not its context,
-        # and the name is dropped: its traceback holds this frame, a cycle.
-        try:
-            raise interrupt
-        finally:
-            del interrupt
+        go = partial(Supervisor(state).run, initial_input)
+        if store is None:
+            return state, go
+        return state, partial(run_recorded, state, store, resumed, go)
+
+
+async def _bare(go: Callable[[], Awaitable[PipelineResult]]) -> PipelineResult:
+    """Run *go*; re-raise an interrupt or the caller's cancellation bare."""
+    try:
+        return await go()
+    except BaseExceptionGroup as group:
+        # Policy: stage code cannot raise out of a run, so a group here
+        # holds an interrupt (re-raised bare, as callers expect) or the
+        # caller's cancellation (re-raised as one trio.Cancelled).
+        interrupt = _bare_exception(group)
+        if interrupt is None:
+            raise
+    # Raised outside the except clause, so the group is not its context,
+    # and the name is dropped: its traceback holds this frame, a cycle.
+    try:
+        raise interrupt
+    finally:
+        del interrupt
 
 
 def run(
@@ -176,14 +275,29 @@ def run(
     return trio.run(PipelineExecutor().execute, pipeline, initial_input, context)
 
 
-def _bare_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+def _bare_exception(
+    group: BaseExceptionGroup[BaseException], raised: BaseException | None = None
+) -> BaseException | None:
+    """The one exception to re-raise for *group*, if it has one.
+
+    An interrupt first; then *raised*, the exception an ``open_run`` block
+    raised; then the caller's cancellation, as one :class:`trio.Cancelled`.
+    """
     found = leaves(group)
-    interrupts = [e for e in found if isinstance(e, KeyboardInterrupt | SystemExit)]
+    interrupts = [e for e in found if _is_interrupt(e)]
     if interrupts:
         return interrupts[0]
+    if any(e is raised for e in found) and all(
+        e is raised or isinstance(e, trio.Cancelled) for e in found
+    ):
+        return raised
     if all(isinstance(e, trio.Cancelled) for e in found):
         return found[0]  # the caller's cancellation, as one trio.Cancelled
     return None
+
+
+def _is_interrupt(exc: BaseException) -> bool:
+    return isinstance(exc, KeyboardInterrupt | SystemExit)
 
 
 def _is_cancellation(exc: BaseException) -> bool:
