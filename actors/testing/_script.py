@@ -44,7 +44,7 @@ class Call:
     input: Any
     started: float
     ended: float | None = None
-    """``None`` only while the call runs."""
+    """``None`` while the call runs, and for a call a crash cut short."""
     outcome: Outcome | None = field(default=None, compare=False)
     """The scripted outcome it followed."""
     cancelled: bool = False
@@ -248,14 +248,17 @@ class ScriptedStage:
             started=recorder.now(),
             outcome=outcome,
         )
-        recorder.calls.append(call)
+        if not recorder.stopped:
+            recorder.calls.append(call)
         try:
             return await outcome.play(value)
         except trio.Cancelled:
-            call.cancelled = True
+            if not recorder.stopped:
+                call.cancelled = True
             raise
         finally:
-            call.ended = recorder.now()
+            if not recorder.stopped:
+                call.ended = recorder.now()
 
     def __repr__(self) -> str:
         return f"ScriptedStage({self._plans!r})"
