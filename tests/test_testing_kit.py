@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import random
 import subprocess
 import sys
@@ -48,6 +49,7 @@ from actors.testing import (
     script,
     swallows_cancel,
     with_stages,
+    yields,
 )
 from actors.testing.faults import InjectedInterrupt
 
@@ -143,6 +145,95 @@ def test_the_last_outcome_repeats() -> None:
         4.5  pipeline failed
         """,
     )
+
+
+def pages_and_work(
+    pages: Any, retry: RetryConfig | None = None, *, limit: int = 2
+) -> PipelineDefinition:
+    """A scripted stream of pages feeding a FAN_OUT that works one second each."""
+    return PipelineDefinition(
+        name="stream",
+        stages=[
+            StageDefinition("pages", pages, retry_config=retry),
+            StageDefinition(
+                "work",
+                script(returns_input(after=1)),
+                inputs=["pages"],
+                pattern=ExecutionPattern.FAN_OUT,
+                max_concurrency=limit,
+            ),
+        ],
+    )
+
+
+def test_yields_streams_into_a_fan_out_and_a_retry_skips_what_was_delivered() -> None:
+    """Items come every 0.25 s; the retry replays from the start, the library skips 2."""
+    pages = script(
+        yields([1, 2], every=0.25, then=raises(ValueError("gone"), after=0.1)),
+        yields([1, 2, 3], every=0.25),
+    )
+    assert inspect.isasyncgenfunction(pages)  # a real streaming stage
+    done = run(pages_and_work(pages, RetryConfig(max_attempts=2, initial_delay_ms=500)))
+    assert done.result.outputs == {"pages": [1, 2, 3], "work": [1, 2, 3]}
+    assert_timeline(
+        done,
+        """
+        0.00 pages started
+        0.25 work started
+        0.25 work[0] started
+        0.50 work[1] started
+        0.60 pages failed attempt=1 ValueError: gone
+        1.10 pages started attempt=2
+        1.25 work[0] succeeded
+        1.50 work[1] succeeded
+        1.85 pages succeeded
+        1.85 work[2] started
+        2.85 work[2] succeeded
+        2.85 work succeeded
+        2.85 pipeline succeeded
+        """,
+    )
+    assert done.calls == [
+        Call("pages", None, 1, None, 0.0, 0.6),
+        Call("work", 0, 1, 1, 0.25, 1.25),
+        Call("work", 1, 1, 2, 0.5, 1.5),
+        Call("pages", None, 2, None, 1.1, 1.85),
+        Call("work", 2, 1, 3, 1.85, 2.85),
+    ]
+    assert [repr(c.outcome) for c in done.calls_of("pages")] == [
+        "yields([1, 2], every=0.25, then=raises(ValueError('gone'), after=0.1))",
+        "yields([1, 2, 3], every=0.25)",
+    ]
+
+
+async def test_yields_meets_backpressure_and_is_cancelled_at_a_hang(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """One slot downstream: each item waits for it; a hanging stream is cancelled."""
+    pages = script(yields([1, 2, 3], every=0.25, then=hangs()))
+    done = await arun(pages_and_work(pages, limit=1), faults=[faults.cancel_at(5)])
+    assert trio.current_time() == 5
+    # Item 2 is ready at 0.5 and taken at 1.25; item 3 at 1.5, taken at 2.25.
+    assert [(c.stage, c.item, c.started, c.ended, c.cancelled) for c in done.calls] == [
+        ("pages", None, 0.0, 5.0, True),
+        ("work", 0, 0.25, 1.25, False),
+        ("work", 1, 1.25, 2.25, False),
+        ("work", 2, 2.25, 3.25, False),
+    ]
+    profile = done.result.stage_results["pages"].profile
+    assert profile is not None
+    assert profile.blocked_ms == 1500
+    assert done.result.status is PipelineStatus.CANCELLED
+
+
+def test_yields_is_a_stream_of_its_own() -> None:
+    """yields() does not mix with other outcomes, and ends only by raising or hanging."""
+    with pytest.raises(TypeError, match=r"^a script is a stream \(only yields"):
+        script(yields([1]), returns(1))  # type: ignore[call-overload]  # refused
+    with pytest.raises(
+        TypeError, match=r"^yields\(then=\.\.\.\) takes raises\(\.\.\.\) or hangs\(\)"
+    ):
+        yields([1], then=returns(2))
 
 
 def test_a_timeline_mismatch_shows_a_diff() -> None:

@@ -47,6 +47,7 @@ from ._script import (
     Call,
     Outcome,
     ScriptedStage,
+    Yields,
     blocks_sync,
     hangs,
     per_item,
@@ -55,6 +56,7 @@ from ._script import (
     returns_input,
     script,
     swallows_cancel,
+    yields,
 )
 
 __all__ = [
@@ -69,6 +71,7 @@ __all__ = [
     "Recorder",
     "ScriptedStage",
     "TestRun",
+    "Yields",
     "arun",
     "assert_cancelled_promptly",
     "assert_events",
@@ -87,6 +90,7 @@ __all__ = [
     "script",
     "swallows_cancel",
     "with_stages",
+    "yields",
 ]
 
 _fix_module_names(globals(), __all__)
