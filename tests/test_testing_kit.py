@@ -15,11 +15,15 @@ import trio.testing
 
 from actors import (
     ExecutionPattern,
+    LimitPaused,
+    Observer,
     PipelineContext,
     PipelineDefinition,
     PipelineExecutor,
     PipelineStatus,
     PipelineValidationError,
+    RateLimit,
+    RateLimited,
     RetryConfig,
     StageDefinition,
     StageFinished,
@@ -30,7 +34,6 @@ from actors import (
 from actors.testing import (
     Call,
     FakeLLM,
-    LLMRateLimited,
     Recorder,
     arun,
     assert_cancelled_promptly,
@@ -447,13 +450,13 @@ async def test_arun_inside_trio_with_a_recorder_of_ones_own(
     )
 
 
-def _jittery(seed: int) -> list[float]:
+def _jittery(seed: int, error: Exception | None = None) -> list[float]:
     pipeline = PipelineDefinition(
         name="p",
         stages=[
             StageDefinition(
                 "a",
-                script(raises(ValueError("x"))),
+                script(raises(error or ValueError("x"))),
                 retry_config=RetryConfig(
                     max_attempts=4, initial_delay_ms=100, jitter=0.5
                 ),
@@ -475,10 +478,12 @@ def test_retry_jitter_is_drawn_from_the_seeded_rng() -> None:
     assert _jittery(7) == expected
     assert _jittery(7) == expected
     assert _jittery(8) != expected
+    # A RateLimited without a Retry-After backs off on the same draws.
+    assert _jittery(7, RateLimited("429")) == expected
 
 
 def test_fake_llm_rules_latency_rate_limits_and_metrics() -> None:
-    """Two rate limits are retried; answered calls are counted into metrics."""
+    """Two rate limits are the library's RateLimited: retried after retry_after_s."""
     llm = FakeLLM(latency=0.5).reply(r"^summarise (\w+)", lambda p: p.upper())
     llm.fail(rate_limit(times=2, retry_after_s=1))
 
@@ -487,29 +492,65 @@ def test_fake_llm_rules_latency_rate_limits_and_metrics() -> None:
         text: str = completion.text
         return text
 
+    class Pauses(Observer):
+        def __init__(self) -> None:
+            self.pauses: list[tuple[float, str, float, float]] = []
+
+        def limit_paused(self, event: LimitPaused) -> None:
+            self.pauses.append(
+                (event.at_ms, event.limit, event.pause_ms, event.until_ms)
+            )
+
     pipeline = PipelineDefinition(
         name="llm",
         stages=[
             StageDefinition(
                 "s",
                 summarise,
+                rate_limit="llm",
+                # RateLimited is retried whatever the filters say.
                 retry_config=RetryConfig(
-                    max_attempts=3, initial_delay_ms=1000, retry_on=[LLMRateLimited]
+                    max_attempts=3, initial_delay_ms=100, retry_on=[ConnectionError]
                 ),
             )
         ],
     )
-    done = run(pipeline, "home page", context=PipelineContext(provider=llm))
+    pauses = Pauses()
+    done = run(
+        pipeline,
+        "home page",
+        context=PipelineContext(provider=llm),
+        limits={"llm": RateLimit(requests_per_second=10)},
+        observers=[pauses],
+    )
     assert done.result.outputs == {"s": "SUMMARISE HOME PAGE"}
     assert done.result.metadata == {
         "llm_calls": 1,
         "llm_prompt_tokens": 3,
         "llm_completion_tokens": 3,
     }
+    # max(backoff 100 / 200 ms, Retry-After 1 s) between attempts.
+    assert_timeline(
+        done,
+        """
+        0.00 s started
+        0.00 s failed attempt=1 RateLimited: rate limited; retry after 1 s
+        1.00 s started attempt=2
+        1.00 s failed attempt=2 RateLimited: rate limited; retry after 1 s
+        2.00 s started attempt=3
+        2.50 s succeeded
+        2.50 pipeline succeeded
+        """,
+    )
     assert [(c.at, c.reply, c.error) for c in llm.calls] == [
-        (0.0, None, "LLMRateLimited: rate limited; retry after 1 s"),
-        (1.0, None, "LLMRateLimited: rate limited; retry after 1 s"),
-        (3.5, "SUMMARISE HOME PAGE", None),
+        (0.0, None, "RateLimited: rate limited; retry after 1 s"),
+        (1.0, None, "RateLimited: rate limited; retry after 1 s"),
+        (2.5, "SUMMARISE HOME PAGE", None),
+    ]
+    # Each one paused the stage's named limit for its Retry-After.
+    assert pauses.pauses == [
+        (0.0, "llm", 1000.0, 1000.0),
+        (1000.0, "llm", 1000.0, 2000.0),
     ]
     with pytest.raises(LookupError, match=r"^FakeLLM has no rule for prompt 'hi'$"):
         trio.run(FakeLLM().complete, "hi")

@@ -37,7 +37,6 @@ from ._llm import (
     Failure,
     FakeLLM,
     LLMCall,
-    LLMRateLimited,
     fails,
     rate_limit,
 )
@@ -66,7 +65,6 @@ __all__ = [
     "Failure",
     "FakeLLM",
     "LLMCall",
-    "LLMRateLimited",
     "Outcome",
     "Recorder",
     "ScriptedStage",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -37,6 +37,7 @@ from .faults import (
 
 if TYPE_CHECKING:
     from .._checkpoint import Store
+    from .._limits import RateLimit
 
 GIVE_UP_AFTER = 86_400.0
 """Virtual seconds after which a test run is deemed hung (one virtual day)."""
@@ -148,6 +149,7 @@ def run(
     context: PipelineContext[Any] | None = None,
     store: Store | None = None,
     resume: str | None = None,
+    limits: Mapping[str, RateLimit] | None = None,
     seed: int = 0,
     observers: Iterable[Observer] = (),
     faults: Sequence[Fault] = (),
@@ -162,7 +164,8 @@ def run(
     The run is journaled in *store* (any :class:`~actors.checkpoint.Store`;
     a :class:`~actors.checkpoint.MemoryStore` keeps time exact), and
     *resume* (a run id, or ``"latest"``) restores what that run journaled,
-    as ``PipelineExecutor.execute`` does.
+    as ``PipelineExecutor.execute`` does. *limits* are the executor's named
+    quotas, for stages with ``rate_limit=`` (a fresh set per run).
 
     Raises:
         PipelineValidationError: The definition is invalid; nothing ran.
@@ -178,6 +181,7 @@ def run(
         "context": context,
         "store": store,
         "resume": resume,
+        "limits": limits,
         "seed": seed,
         "observers": tuple(observers),
         "faults": tuple(faults),
@@ -199,6 +203,7 @@ async def arun(
     context: PipelineContext[Any] | None = None,
     store: Store | None = None,
     resume: str | None = None,
+    limits: Mapping[str, RateLimit] | None = None,
     seed: int = 0,
     observers: Iterable[Observer] = (),
     faults: Sequence[Fault] = (),
@@ -266,6 +271,7 @@ async def arun(
         extra = (crasher,)
     executor = PipelineExecutor(
         log_events=False,
+        limits=limits,
         rng=random.Random(seed),
         # The crasher comes last: every other observer hears the fatal event.
         observers=(recorder, *hooks, *observers, *extra),
