@@ -539,3 +539,19 @@ async def test_a_streams_attempt_span_is_current_in_its_generator(
         0.0,
         600.0,
     )
+
+
+def test_a_crashed_run_ends_no_span_after_the_crash(tracing: Tracing) -> None:
+    """Killed at 1.5 s: what ended before is exported, the rest never ends."""
+    pipeline = PipelineDefinition(
+        name="p",
+        stages=[
+            StageDefinition("a", script(returns(1, after=1))),
+            StageDefinition("b", script(returns_input(after=1)), inputs=["a"]),
+        ],
+    )
+    done = run(pipeline, observers=[tracing.observer], faults=[faults.crash_at(1.5)])
+    assert done.crashed
+    assert {s.name for s in tracing.spans()} == {"attempt a", "stage a"}
+    # The run's span, b's stage and its attempt stay open, as in a dead process.
+    assert tracing.counter.open == 3

@@ -6,10 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+import structlog
 import trio
 
 from actors import (
     ExecutionPattern,
+    LoggingObserver,
     Observer,
     PipelineDefinition,
     PipelineStatus,
@@ -352,3 +354,17 @@ def test_errors_before_the_run_are_raised_bare() -> None:
     )
     with pytest.raises(PipelineValidationError, match=r"unknown stage 'zz'"):
         run(broken)
+
+
+def test_a_logging_observer_logs_nothing_after_the_crash() -> None:
+    """Observers that pick their hooks (the logging one) are silenced too."""
+    with structlog.testing.capture_logs() as logs:
+        run(chain(), observers=[LoggingObserver()], faults=[faults.crash_at(0.5)])
+    assert [(line["event"], line.get("stage_id")) for line in logs] == [
+        ("pipeline_started", None),
+        ("stage_started", "a"),
+        ("stage_succeeded", "a"),
+        ("stage_started", "b"),
+        ("stage_succeeded", "b"),
+        ("stage_started", "c"),
+    ]
