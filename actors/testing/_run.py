@@ -244,37 +244,24 @@ async def arun(
     start = trio.current_time()
     hooks = [Interrupter(f, start) for f in faults if isinstance(f, InterruptAt)]
     fired: list[tuple[float, Fault]] = []
-    extra: tuple[Crasher, ...] = ()
-    severed: SeveredStore | None = None
     caller = trio.CancelScope()
+    crasher = None
     if crashes:
-        crash = crashes[0]
-        if store is None and context.checkpoint_dir is not None:
-            store = FileStore(context.checkpoint_dir)  # execute's, made here to sever
-        if store is not None:
-            store = severed = SeveredStore(store)
-        quiet = [silenced(o) for o in observers]
-        observers = tuple(quiet)
-
-        def kill() -> None:
-            # Synchronous, inside the event's emit: nothing happens between
-            # the event and the kill, as in a process killed at that instant.
-            fired.append((round(trio.current_time() - start, 9), crash))
-            if severed is not None:
-                severed.sever()
-            recorder.stop()
-            for observer in quiet:
-                observer.silent = True
-            caller.cancel()
-
-        crasher = Crasher(crash, kill)
-        extra = (crasher,)
+        store, observers, crasher = _arm(
+            crashes[0],
+            store=store,
+            context=context,
+            observers=observers,
+            recorder=recorder,
+            caller=caller,
+            fired=fired,
+        )
     executor = PipelineExecutor(
         log_events=False,
         limits=limits,
         rng=random.Random(seed),
         # The crasher comes last: every other observer hears the fatal event.
-        observers=(recorder, *hooks, *observers, *extra),
+        observers=(recorder, *hooks, *observers, *([crasher] if crasher else [])),
     )
     raised: BaseException | None = None
     refused: Exception | None = None
@@ -290,7 +277,8 @@ async def arun(
                 if isinstance(fault, CancelAt | CancelTokenAt):
                     nursery.start_soon(_fire, fault, start, caller, context, fired)
                 elif isinstance(fault, CrashAt) and isinstance(fault.when, int | float):
-                    nursery.start_soon(_crash_at, start + fault.when, extra[0])
+                    assert crasher is not None  # armed above
+                    nursery.start_soon(_crash_at, start + fault.when, crasher)
             try:
                 result = await executor.execute(
                     definition, initial_input, context, store=store, resume=resume
@@ -306,10 +294,10 @@ async def arun(
             raise refused
         finally:
             del refused  # its traceback holds this frame: no cycle
-    if extra and extra[0].error is not None:
-        raise AssertionError(f"the predicate of {crashes[0]!r} raised") from extra[
-            0
-        ].error
+    if crasher is not None and crasher.error is not None:
+        raise AssertionError(f"the predicate of {crashes[0]!r} raised") from (
+            crasher.error
+        )
     if limit.cancelled_caught:
         raise AssertionError(
             f"pipeline {definition.name!r} had not ended after {give_up_after} "
@@ -323,6 +311,41 @@ async def arun(
         )
     fired.sort(key=lambda pair: pair[0])
     return TestRun(definition, result, recorder.events, recorder.calls, raised, fired)
+
+
+def _arm(
+    crash: CrashAt,
+    *,
+    store: Store | None,
+    context: PipelineContext[Any],
+    observers: tuple[Observer, ...],
+    recorder: Recorder,
+    caller: trio.CancelScope,
+    fired: list[tuple[float, Fault]],
+) -> tuple[Store | None, tuple[Observer, ...], Crasher]:
+    """Prepare *crash*: return the store and observers to run with, and the crasher.
+
+    At the crash, the store stops writing, the recorder and the observers
+    stop hearing, and the caller's scope cancels what is left of the run.
+    """
+    if store is None and context.checkpoint_dir is not None:
+        store = FileStore(context.checkpoint_dir)  # execute's, made here to sever
+    severed = None if store is None else SeveredStore(store)
+    quiet = [silenced(o) for o in observers]
+    start = trio.current_time()
+
+    def kill() -> None:
+        # Synchronous, inside the event's emit: nothing happens between the
+        # event and the kill, as in a process killed at that instant.
+        fired.append((round(trio.current_time() - start, 9), crash))
+        if severed is not None:
+            severed.sever()
+        recorder.stop()
+        for observer in quiet:
+            observer.silent = True
+        caller.cancel()
+
+    return severed, tuple(quiet), Crasher(crash, kill)
 
 
 async def _crash_at(deadline: float, crasher: Crasher) -> None:
