@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from contextvars import Token
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +14,8 @@ from opentelemetry.trace import Link, Span, Status, StatusCode
 
 from ._events import (
     ItemFinished,
+    LimitPaused,
+    LimitWaited,
     PipelineFinished,
     PipelineStarted,
     StageFinished,
@@ -37,6 +39,13 @@ class _Attempt:
     exception: Exception | None = None
 
 
+_EXITED: ContextVar[_Attempt | None] = ContextVar("actors_otel_exited", default=None)
+"""The attempt whose user code this task ran last (its span may still be open)."""
+
+_SpanEvent = tuple[str, dict[str, Any], int]
+"""A span event waiting for its span: name, attributes, timestamp (ns)."""
+
+
 @dataclass(eq=False, slots=True)
 class _Run:
     """The open spans of one run, and its clock anchors."""
@@ -49,6 +58,10 @@ class _Run:
     ended: set[str] = field(default_factory=set)
     items: dict[tuple[str, int], Span] = field(default_factory=dict)
     attempts: dict[tuple[str, int | None, int], _Attempt] = field(default_factory=dict)
+    waiting: dict[tuple[str, int | None], list[_SpanEvent]] = field(
+        default_factory=dict
+    )
+    """Limit waits of a ``rate_limit=`` stage, granted before its attempt span."""
 
     def ns(self, at_ms: float) -> int:
         """Wall-clock nanoseconds of a run time in ms (exact under a mock clock)."""
@@ -125,6 +138,8 @@ class OpenTelemetryObserver(Observer):
             record_exception=False,
             set_status_on_exception=False,
         )
+        for name, event_attributes, at in run.waiting.pop((stage_id, item_index), ()):
+            span.add_event(name, event_attributes, timestamp=at)
         record = _Attempt(span)
         run.attempts[(stage_id, item_index, attempt)] = record
         return _Current(run, record)
@@ -245,6 +260,56 @@ class OpenTelemetryObserver(Observer):
             )
         stage.end(end_time=at)
         run.ended.add(event.stage_id)
+        for waiting in [k for k in run.waiting if k[0] == event.stage_id]:
+            del run.waiting[waiting]  # granted, then cancelled before the call
+
+    def limit_waited(self, event: LimitWaited) -> None:
+        """Add a ``limit_wait`` event to the attempt that was granted the limit.
+
+        A grant inside the stage's code (``ctx.limit``) goes to the current
+        attempt span; a ``rate_limit=`` grant comes just before its attempt
+        starts, and goes to that attempt's span as it opens.
+        """
+        run = self._runs.get(event.run_id)
+        if run is None:
+            return
+        attributes: dict[str, Any] = {
+            "actors.limit": event.limit,
+            "waited_ms": event.waited_ms,
+            "requests": event.requests,
+            "tokens": event.tokens,
+        }
+        at = run.ns(event.at_ms)
+        record = _current_attempt(run)
+        if record is not None:
+            record.span.add_event("limit_wait", attributes, timestamp=at)
+        else:
+            key = (event.stage_id, event.item_index)
+            run.waiting.setdefault(key, []).append(("limit_wait", attributes, at))
+
+    def limit_paused(self, event: LimitPaused) -> None:
+        """Add a ``limit_pause`` event to the attempt that reported the pushback.
+
+        That is the current attempt (``permit.retry_after`` in the stage's
+        code) or the attempt that just raised :class:`~actors.RateLimited`;
+        failing both, the stage's span.
+        """
+        run = self._runs.get(event.run_id)
+        if run is None:
+            return
+        attributes: dict[str, Any] = {
+            "actors.limit": event.limit,
+            "pause_ms": event.pause_ms,
+            "until_ms": event.until_ms,
+        }
+        at = run.ns(event.at_ms)
+        record = _current_attempt(run)
+        exited = _EXITED.get()
+        if record is None and exited is not None and exited in run.attempts.values():
+            record = exited
+        span = record.span if record is not None else run.stages.get(event.stage_id)
+        if span is not None:
+            span.add_event("limit_pause", attributes, timestamp=at)
 
     def stage_unresponsive(self, event: StageUnresponsive) -> None:
         """Add an ``unresponsive`` event to the stage's span."""
@@ -319,8 +384,19 @@ class _Current:
         record, run = self._record, self._run
         if record is not None and run is not None:
             record.ended_ns = run.now_ns()
+            # A RateLimited it raised pauses the limit right after, here.
+            _EXITED.set(record)
             if isinstance(exc, Exception):
                 record.exception = exc
+
+
+def _current_attempt(run: _Run) -> _Attempt | None:
+    """The attempt of *run* whose span is current in this task, if any."""
+    current = trace.get_current_span()
+    for record in run.attempts.values():
+        if record.span is current:
+            return record
+    return None
 
 
 def _fail(record: _Attempt, error: str, error_type: str | None, at: int) -> None:

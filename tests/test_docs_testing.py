@@ -16,6 +16,7 @@ from actors import (
     StageDefinition,
     failure_result,
 )
+from actors.checkpoint import MemoryStore
 from actors.testing import (
     assert_cancelled_promptly,
     assert_timeline,
@@ -27,6 +28,7 @@ from actors.testing import (
     run,
     script,
     with_stages,
+    yields,
 )
 
 # -- the user's pipeline (normally imported from the application) ----------
@@ -161,6 +163,54 @@ def test_failure_result_defeats_retry_on() -> None:
     done = run(with_stages(pipeline, fetch=old_style))
     assert done.result.stage_results["fetch"].attempts == 1
     assert done.result.stage_results["fetch"].error == "reset by peer"
+
+
+# -- a crash, then a resume --------------------------------------------------
+
+
+def test_a_crash_mid_summaries_resumes_without_fetching_again() -> None:
+    """Killed at 2 s: fetch was journaled, so the resume starts at summarize."""
+    store = MemoryStore()
+    test = with_stages(
+        pipeline,
+        fetch=script(returns(["a", "b"], after=1)),
+        summarize=script(returns_input(after=2)),
+        publish=script(returns(2)),
+    )
+    crashed = run(
+        test, "https://example.org", store=store, faults=[faults.crash_at(2.0)]
+    )
+    assert crashed.crashed
+    assert store.get_run(crashed.run_id).status == "running"  # as a kill leaves it
+    assert [(c.item, c.ended) for c in crashed.calls_of("summarize")] == [
+        (0, None),  # killed mid-call
+        (1, None),
+    ]
+
+    resumed = run(test, "https://example.org", store=store, resume=crashed.run_id)
+    assert resumed.calls_of("fetch") == []  # restored from the journal
+    assert resumed.result.outputs["publish"] == 2
+    assert resumed.result.total_duration_ms == 2000.0
+
+
+# -- a streaming stage -------------------------------------------------------
+
+
+def test_summaries_start_on_the_first_streamed_page() -> None:
+    """fetch scripted as a stream: summarize starts at 0.5 s, two at a time."""
+    test = with_stages(
+        pipeline,
+        fetch=script(yields(["a", "b", "c"], every=0.5)),
+        summarize=script(returns_input(after=1)),
+        publish=script(returns(3)),
+    )
+    done = run(test, "https://example.org")
+    assert [(c.input, c.started) for c in done.calls_of("summarize")] == [
+        ("a", 0.5),
+        ("b", 1.0),
+        ("c", 1.5),  # produced at 1.5, as a slot frees
+    ]
+    assert done.calls_of("publish")[0].started == 2.5
 
 
 # -- a property test of the user's pipeline ---------------------------------

@@ -24,6 +24,15 @@ from actors import (
     failure_result,
     success_result,
 )
+from actors.testing import (
+    arun,
+    assert_cancelled_promptly,
+    assert_timeline,
+    raises,
+    returns,
+    returns_input,
+    script,
+)
 
 
 def pipeline(*stages: StageDefinition, **options: Any) -> PipelineDefinition:
@@ -43,27 +52,44 @@ async def test_stage_starts_when_its_own_inputs_are_ready(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """No waves: a stage does not wait for unrelated stages of the same depth."""
-    log: Log = []
-    result = await execute(
+    done = await arun(
         pipeline(
-            StageDefinition("a", sleeper(1, log=log, name="a")),
-            StageDefinition("slow", sleeper(5, log=log, name="slow"), inputs=["a"]),
-            StageDefinition("fast", sleeper(1, log=log, name="fast"), inputs=["a"]),
+            StageDefinition("a", script(returns_input(after=1))),
+            StageDefinition("slow", script(returns_input(after=5)), inputs=["a"]),
+            StageDefinition("fast", script(returns_input(after=1)), inputs=["a"]),
             StageDefinition(
-                "after_fast", sleeper(1, log=log, name="after_fast"), inputs=["fast"]
+                "after_fast", script(returns_input(after=1)), inputs=["fast"]
             ),
             StageDefinition(
-                "join", sleeper(1, log=log, name="join"), inputs=["slow", "after_fast"]
+                "join", script(returns_input(after=1)), inputs=["slow", "after_fast"]
             ),
         )
     )
-    assert result.success
-    starts = {
-        name.removeprefix("start "): t for t, name in log if name.startswith("start")
+    assert_timeline(
+        done,
+        """
+        0 a started
+        1 a succeeded
+        1 slow started
+        1 fast started
+        2 fast succeeded
+        2 after_fast started
+        3 after_fast succeeded
+        6 slow succeeded
+        6 join started
+        7 join succeeded
+        7 pipeline succeeded
+        """,
+    )
+    assert {c.stage: c.started for c in done.calls} == {
+        "a": 0,
+        "slow": 1,
+        "fast": 1,
+        "after_fast": 2,
+        "join": 6,
     }
-    assert starts == {"a": 0, "slow": 1, "fast": 1, "after_fast": 2, "join": 6}
-    assert result.total_duration_ms == 7000.0
-    assert result.critical_path() == ["a", "slow", "join"]
+    assert done.result.total_duration_ms == 7000.0
+    assert done.result.critical_path() == ["a", "slow", "join"]
 
 
 async def test_makespan_equals_critical_path_of_uneven_dag(
@@ -288,22 +314,26 @@ async def test_fail_fast_cancels_running_and_unstarted_stages(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """The first critical failure cancels everything at that instant; cleanup runs."""
-    log: Log = []
-    result = await execute(
+    done = await arun(
         pipeline(
-            StageDefinition("bad", failing(1)),
-            StageDefinition("long", sleeper(10, log=log, name="long")),
-            StageDefinition(
-                "later", sleeper(1, log=log, name="later"), inputs=["long"]
-            ),
+            StageDefinition("bad", script(raises(ValueError("boom"), after=1))),
+            StageDefinition("long", script(returns_input(after=10))),
+            StageDefinition("later", script(returns_input(after=1)), inputs=["long"]),
         )
     )
+    result = done.result
     assert statuses(result) == {
         "bad": StageStatus.FAILED,
         "long": StageStatus.CANCELLED,
         "later": StageStatus.CANCELLED,
     }
-    assert log == [(0, "start long"), (1, "end long")]
+    # Both start at 0, in trio's order: compared sorted.
+    assert sorted((c.stage, c.started, c.ended, c.cancelled) for c in done.calls) == [
+        ("bad", 0, 1, False),
+        ("long", 0, 1, True),
+    ]
+    assert done.cancelled_at == 1
+    assert_cancelled_promptly(done, "long")
     assert result.total_duration_ms == 1000.0
     assert result.status is PipelineStatus.FAILED
     assert result.failed_stages == ["bad"]
@@ -386,15 +416,17 @@ async def test_backoff_schedule_is_exact(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """Delay before attempt k is min(initial * multiplier ** (k - 2), max)."""
-    log: Log = []
     retry = RetryConfig(
         max_attempts=5, initial_delay_ms=100, backoff_multiplier=2, max_delay_ms=300
     )
-    result = await execute(
-        pipeline(StageDefinition("f", failing(0, log=log), retry_config=retry))
+    done = await arun(
+        pipeline(
+            StageDefinition("f", script(raises(ValueError("boom"))), retry_config=retry)
+        )
     )
-    assert [t for t, _ in log] == pytest.approx([0, 0.1, 0.3, 0.6, 0.9], abs=1e-12)
-    assert result.stage_results["f"].attempts == 5
+    assert [c.started for c in done.calls] == [0, 0.1, 0.3, 0.6, 0.9]
+    assert [c.attempt for c in done.calls] == [1, 2, 3, 4, 5]
+    assert done.result.stage_results["f"].attempts == 5
     assert [retry.delay_ms(k) for k in range(2, 6)] == [100, 200, 300, 300]
 
 
@@ -402,32 +434,39 @@ async def test_flaky_stage_succeeds_on_a_later_attempt(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """A stage that fails twice then succeeds ends succeeded with three attempts."""
-    calls = 0
-
-    async def flaky(input: Any, context: PipelineContext[Any]) -> str:
-        nonlocal calls
-        calls += 1
-        await trio.sleep(1)
-        if calls < 3:
-            raise ConnectionError("rate_limit")
-        return "ok"
-
-    result = await execute(
+    limited = ConnectionError("rate_limit")
+    done = await arun(
         pipeline(
             StageDefinition(
                 "f",
-                flaky,
+                script(
+                    raises(limited, after=1),
+                    raises(limited, after=1),
+                    returns("ok", after=1),
+                ),
                 retry_config=RetryConfig(max_attempts=5, initial_delay_ms=1000),
             )
         )
     )
-    stage = result.stage_results["f"]
+    stage = done.result.stage_results["f"]
     assert (stage.status, stage.output, stage.attempts) == (
         StageStatus.SUCCEEDED,
         "ok",
         3,
     )
     assert stage.duration_ms == 6000.0  # 1 + 1 + 1 + 2 + 1
+    assert_timeline(
+        done,
+        """
+        0 f started
+        1 f failed attempt=1 ConnectionError: rate_limit
+        2 f started attempt=2
+        3 f failed attempt=2 ConnectionError: rate_limit
+        5 f started attempt=3
+        6 f succeeded
+        6 pipeline succeeded
+        """,
+    )
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ from actors import (
     StageStatus,
 )
 from actors._events import StageFinished
+from actors.testing import arun, assert_timeline, per_item, raises, returns
 
 FAILING = {3, 7}
 """The items of :func:`ten_items` that fail on every attempt."""
@@ -203,22 +204,47 @@ async def test_a_failed_item_frees_its_slot_for_the_next_one(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """Under max_concurrency, a collected failure goes on to the next item."""
-    log: Log = []
+    items = per_item(
+        {
+            0: raises(ValueError("bad 0"), after=1),
+            **{i: returns(10 * i, after=1 + i / 8) for i in (1, 2, 3)},
+        }
+    )
     definition = pipeline(
         StageDefinition(
             "each",
-            ten_items(log, {0}),
+            items,
             pattern=ExecutionPattern.FAN_OUT,
             item_failures="collect",
             max_concurrency=2,
         )
     )
-    result = await execute(definition, [0, 1, 2, 3])
-    starts = {name.split()[1]: t for t, name in log if name.startswith("start")}
+    done = await arun(definition, [0, 1, 2, 3])
     # 0 fails at 1 and its worker takes 2; 1 ends at 1.125 and takes 3.
-    assert starts == {"0": 0, "1": 0, "2": 1, "3": 1.125}
-    assert result.outputs == {"each": [None, 10, 20, 30]}
-    assert result.total_duration_ms == 2500.0
+    assert [(c.item, c.started, c.ended) for c in done.calls] == [
+        (0, 0, 1),
+        (1, 0, 1.125),
+        (2, 1, 2.25),
+        (3, 1.125, 2.5),
+    ]
+    assert_timeline(
+        done,
+        """
+        0     each started items=4
+        0     each[0] started
+        0     each[1] started
+        1     each[0] failed attempt=1 ValueError: bad 0
+        1     each[2] started
+        1.125 each[1] succeeded
+        1.125 each[3] started
+        2.25  each[2] succeeded
+        2.5   each[3] succeeded
+        2.5   each succeeded
+        2.5   pipeline succeeded
+        """,
+    )
+    assert done.result.outputs == {"each": [None, 10, 20, 30]}
+    assert done.result.total_duration_ms == 2500.0
 
 
 async def test_a_collected_failure_cancels_nothing_under_fail_fast(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -22,6 +22,8 @@ from actors import (
     PipelineDefinition,
     PipelineExecutor,
     PipelineStatus,
+    RateLimit,
+    RateLimited,
     RetryConfig,
     StageDefinition,
 )
@@ -365,3 +367,191 @@ def test_no_span_is_left_open_on_keyboard_interrupt(tracing: Tracing) -> None:
     assert (tracing.one("stage b").attributes or {})[
         "actors.stage.status"
     ] == "cancelled"
+
+
+def events_of(span: ReadableSpan, t0: int) -> list[tuple[float, str, dict[str, Any]]]:
+    """A span's events as (ms since t0, name, attributes); of exceptions, the type."""
+    found = []
+    for e in span.events:
+        attributes = dict(e.attributes or {})
+        if e.name == "exception":
+            attributes = {"exception.type": attributes["exception.type"]}
+        found.append(((e.timestamp - t0) / 1e6, e.name, attributes))
+    return found
+
+
+async def test_limit_waits_are_events_of_the_attempt_granted(
+    autojump_clock: trio.testing.MockClock, tracing: Tracing
+) -> None:
+    """Three items queued on 2 requests a second: each attempt tells its wait."""
+    pipeline = PipelineDefinition(
+        name="p",
+        stages=[
+            StageDefinition(
+                "calls",
+                sleeper(0.1),
+                pattern=ExecutionPattern.FAN_OUT,
+                rate_limit="api",
+            )
+        ],
+    )
+    executor = PipelineExecutor(
+        log_events=False,
+        observers=[tracing.observer],
+        limits={"api": RateLimit(requests_per_second=2)},
+    )
+    result = await executor.execute(pipeline, [1, 2, 3])
+    assert result.success
+    t0 = tracing.one("pipeline p").start_time
+    assert t0 is not None
+    seen = []
+    for item in range(3):
+        attempt = tracing.one("attempt calls", **{"actors.item.index": item})
+        assert attempt.start_time is not None
+        start = (attempt.start_time - t0) / 1e6
+        # The attempt starts when the limit is granted, and says how long
+        # it queued (all three queued from 0).
+        assert events_of(attempt, t0) == [
+            (
+                start,
+                "limit_wait",
+                {
+                    "actors.limit": "api",
+                    "waited_ms": start,
+                    "requests": 1,
+                    "tokens": 0,
+                },
+            )
+        ]
+        seen.append(start)
+    assert sorted(seen) == [0.0, 500.0, 1000.0]
+
+
+def test_a_pushback_pauses_on_the_attempt_that_raised(tracing: Tracing) -> None:
+    """RateLimited(retry_after_s=2) is a limit_pause on its attempt; waits follow."""
+    pipeline = PipelineDefinition(
+        name="p",
+        stages=[
+            StageDefinition(
+                "s",
+                script(
+                    raises(RateLimited("429", retry_after_s=2)), returns(1, after=0.1)
+                ),
+                rate_limit="api",
+                retry_config=RetryConfig(max_attempts=2, initial_delay_ms=100),
+            ),
+            StageDefinition("wait", script(returns(0, after=0.5))),
+            StageDefinition(
+                "t", script(returns_input(after=0.1)), inputs=["wait"], rate_limit="api"
+            ),
+        ],
+    )
+    done = run(
+        pipeline,
+        observers=[tracing.observer],
+        limits={"api": RateLimit(requests_per_second=10)},
+    )
+    assert done.result.success
+    assert tracing.counter.open == 0
+    t0 = tracing.one("pipeline p").start_time
+    assert t0 is not None
+
+    def wait(at: float, waited: float) -> tuple[float, str, dict[str, Any]]:
+        attributes = {"actors.limit": "api", "waited_ms": waited, "requests": 1}
+        return (at, "limit_wait", {**attributes, "tokens": 0})
+
+    first = tracing.one("attempt s", **{"actors.attempt": 1})
+    assert events_of(first, t0) == [
+        wait(0.0, 0.0),
+        (
+            0.0,
+            "limit_pause",
+            {"actors.limit": "api", "pause_ms": 2000.0, "until_ms": 2000.0},
+        ),
+        (0.0, "retry", {"delay_ms": 2000.0}),
+        (0.0, "exception", {"exception.type": "actors.RateLimited"}),
+    ]
+    # t queued at 0.5 behind the pause: first at its end; s's retry next.
+    assert events_of(tracing.one("attempt t"), t0) == [wait(2000.0, 1500.0)]
+    second = tracing.one("attempt s", **{"actors.attempt": 2})
+    assert events_of(second, t0) == [wait(2100.0, 100.0)]
+    limited = {"attempt s", "attempt t"}
+    assert [(r[0], r[2], r[3]) for r in tracing.rows() if r[0] in limited] == [
+        ("attempt s", 0.0, 0.0),
+        ("attempt t", 2000.0, 2100.0),
+        ("attempt s", 2100.0, 2200.0),
+    ]
+
+
+async def test_a_streams_attempt_span_is_current_in_its_generator(
+    autojump_clock: trio.testing.MockClock, tracing: Tracing
+) -> None:
+    """ctx.limit waits and user spans inside a generator belong to its attempt."""
+    tracer = tracing.provider.get_tracer("user")
+
+    async def pages(value: Any, context: PipelineContext[Any]) -> AsyncIterator[int]:
+        for page in (1, 2):
+            async with context.limit("api"):
+                with tracer.start_as_current_span(f"fetch {page}"):
+                    await trio.sleep(0.1)
+            yield page
+
+    pipeline = PipelineDefinition(
+        name="p",
+        stages=[
+            StageDefinition("pages", pages),
+            StageDefinition(
+                "work", sleeper(1), inputs=["pages"], pattern=ExecutionPattern.FAN_OUT
+            ),
+        ],
+    )
+    executor = PipelineExecutor(
+        log_events=False,
+        observers=[tracing.observer],
+        limits={"api": RateLimit(requests_per_second=2)},
+    )
+    result = await executor.execute(pipeline)
+    assert result.outputs == {"pages": [1, 2], "work": [1, 2]}
+    t0 = tracing.one("pipeline p").start_time
+    assert t0 is not None
+    attempt = tracing.one("attempt pages")
+    assert attempt.parent is not None
+    assert attempt.parent.span_id == tracing.one("stage pages").context.span_id
+    for page in (1, 2):
+        fetch = tracing.one(f"fetch {page}")
+        assert fetch.parent is not None
+        assert fetch.parent.span_id == attempt.context.span_id
+    assert events_of(attempt, t0) == [
+        (
+            0.0,
+            "limit_wait",
+            {"actors.limit": "api", "waited_ms": 0.0, "requests": 1, "tokens": 0},
+        ),
+        (
+            500.0,
+            "limit_wait",
+            {"actors.limit": "api", "waited_ms": 400.0, "requests": 1, "tokens": 0},
+        ),
+    ]
+    assert attempt.start_time is not None
+    assert attempt.end_time is not None
+    assert ((attempt.start_time - t0) / 1e6, (attempt.end_time - t0) / 1e6) == (
+        0.0,
+        600.0,
+    )
+
+
+def test_a_crashed_run_ends_no_span_after_the_crash(tracing: Tracing) -> None:
+    """Killed at 1.5 s: what ended before is exported, the rest never ends."""
+    pipeline = PipelineDefinition(
+        name="p",
+        stages=[
+            StageDefinition("a", script(returns(1, after=1))),
+            StageDefinition("b", script(returns_input(after=1)), inputs=["a"]),
+        ],
+    )
+    done = run(pipeline, observers=[tracing.observer], faults=[faults.crash_at(1.5)])
+    assert done.crashed
+    assert {s.name for s in tracing.spans()} == {"attempt a", "stage a"}
+    # The run's span, b's stage and its attempt stay open, as in a dead process.
+    assert tracing.counter.open == 3

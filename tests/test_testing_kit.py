@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import random
 import subprocess
 import sys
@@ -14,11 +15,15 @@ import trio.testing
 
 from actors import (
     ExecutionPattern,
+    LimitPaused,
+    Observer,
     PipelineContext,
     PipelineDefinition,
     PipelineExecutor,
     PipelineStatus,
     PipelineValidationError,
+    RateLimit,
+    RateLimited,
     RetryConfig,
     StageDefinition,
     StageFinished,
@@ -29,7 +34,6 @@ from actors import (
 from actors.testing import (
     Call,
     FakeLLM,
-    LLMRateLimited,
     Recorder,
     arun,
     assert_cancelled_promptly,
@@ -48,6 +52,7 @@ from actors.testing import (
     script,
     swallows_cancel,
     with_stages,
+    yields,
 )
 from actors.testing.faults import InjectedInterrupt
 
@@ -143,6 +148,95 @@ def test_the_last_outcome_repeats() -> None:
         4.5  pipeline failed
         """,
     )
+
+
+def pages_and_work(
+    pages: Any, retry: RetryConfig | None = None, *, limit: int = 2
+) -> PipelineDefinition:
+    """A scripted stream of pages feeding a FAN_OUT that works one second each."""
+    return PipelineDefinition(
+        name="stream",
+        stages=[
+            StageDefinition("pages", pages, retry_config=retry),
+            StageDefinition(
+                "work",
+                script(returns_input(after=1)),
+                inputs=["pages"],
+                pattern=ExecutionPattern.FAN_OUT,
+                max_concurrency=limit,
+            ),
+        ],
+    )
+
+
+def test_yields_streams_into_a_fan_out_and_a_retry_skips_what_was_delivered() -> None:
+    """Items come every 0.25 s; the retry replays from the start, the library skips 2."""
+    pages = script(
+        yields([1, 2], every=0.25, then=raises(ValueError("gone"), after=0.1)),
+        yields([1, 2, 3], every=0.25),
+    )
+    assert inspect.isasyncgenfunction(pages)  # a real streaming stage
+    done = run(pages_and_work(pages, RetryConfig(max_attempts=2, initial_delay_ms=500)))
+    assert done.result.outputs == {"pages": [1, 2, 3], "work": [1, 2, 3]}
+    assert_timeline(
+        done,
+        """
+        0.00 pages started
+        0.25 work started
+        0.25 work[0] started
+        0.50 work[1] started
+        0.60 pages failed attempt=1 ValueError: gone
+        1.10 pages started attempt=2
+        1.25 work[0] succeeded
+        1.50 work[1] succeeded
+        1.85 pages succeeded
+        1.85 work[2] started
+        2.85 work[2] succeeded
+        2.85 work succeeded
+        2.85 pipeline succeeded
+        """,
+    )
+    assert done.calls == [
+        Call("pages", None, 1, None, 0.0, 0.6),
+        Call("work", 0, 1, 1, 0.25, 1.25),
+        Call("work", 1, 1, 2, 0.5, 1.5),
+        Call("pages", None, 2, None, 1.1, 1.85),
+        Call("work", 2, 1, 3, 1.85, 2.85),
+    ]
+    assert [repr(c.outcome) for c in done.calls_of("pages")] == [
+        "yields([1, 2], every=0.25, then=raises(ValueError('gone'), after=0.1))",
+        "yields([1, 2, 3], every=0.25)",
+    ]
+
+
+async def test_yields_meets_backpressure_and_is_cancelled_at_a_hang(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """One slot downstream: each item waits for it; a hanging stream is cancelled."""
+    pages = script(yields([1, 2, 3], every=0.25, then=hangs()))
+    done = await arun(pages_and_work(pages, limit=1), faults=[faults.cancel_at(5)])
+    assert trio.current_time() == 5
+    # Item 2 is ready at 0.5 and taken at 1.25; item 3 at 1.5, taken at 2.25.
+    assert [(c.stage, c.item, c.started, c.ended, c.cancelled) for c in done.calls] == [
+        ("pages", None, 0.0, 5.0, True),
+        ("work", 0, 0.25, 1.25, False),
+        ("work", 1, 1.25, 2.25, False),
+        ("work", 2, 2.25, 3.25, False),
+    ]
+    profile = done.result.stage_results["pages"].profile
+    assert profile is not None
+    assert profile.blocked_ms == 1500
+    assert done.result.status is PipelineStatus.CANCELLED
+
+
+def test_yields_is_a_stream_of_its_own() -> None:
+    """yields() does not mix with other outcomes, and ends only by raising or hanging."""
+    with pytest.raises(TypeError, match=r"^a script is a stream \(only yields"):
+        script(yields([1]), returns(1))  # type: ignore[call-overload]  # refused
+    with pytest.raises(
+        TypeError, match=r"^yields\(then=\.\.\.\) takes raises\(\.\.\.\) or hangs\(\)"
+    ):
+        yields([1], then=returns(2))
 
 
 def test_a_timeline_mismatch_shows_a_diff() -> None:
@@ -356,13 +450,13 @@ async def test_arun_inside_trio_with_a_recorder_of_ones_own(
     )
 
 
-def _jittery(seed: int) -> list[float]:
+def _jittery(seed: int, error: Exception | None = None) -> list[float]:
     pipeline = PipelineDefinition(
         name="p",
         stages=[
             StageDefinition(
                 "a",
-                script(raises(ValueError("x"))),
+                script(raises(error or ValueError("x"))),
                 retry_config=RetryConfig(
                     max_attempts=4, initial_delay_ms=100, jitter=0.5
                 ),
@@ -384,10 +478,12 @@ def test_retry_jitter_is_drawn_from_the_seeded_rng() -> None:
     assert _jittery(7) == expected
     assert _jittery(7) == expected
     assert _jittery(8) != expected
+    # A RateLimited without a Retry-After backs off on the same draws.
+    assert _jittery(7, RateLimited("429")) == expected
 
 
 def test_fake_llm_rules_latency_rate_limits_and_metrics() -> None:
-    """Two rate limits are retried; answered calls are counted into metrics."""
+    """Two rate limits are the library's RateLimited: retried after retry_after_s."""
     llm = FakeLLM(latency=0.5).reply(r"^summarise (\w+)", lambda p: p.upper())
     llm.fail(rate_limit(times=2, retry_after_s=1))
 
@@ -396,29 +492,65 @@ def test_fake_llm_rules_latency_rate_limits_and_metrics() -> None:
         text: str = completion.text
         return text
 
+    class Pauses(Observer):
+        def __init__(self) -> None:
+            self.pauses: list[tuple[float, str, float, float]] = []
+
+        def limit_paused(self, event: LimitPaused) -> None:
+            self.pauses.append(
+                (event.at_ms, event.limit, event.pause_ms, event.until_ms)
+            )
+
     pipeline = PipelineDefinition(
         name="llm",
         stages=[
             StageDefinition(
                 "s",
                 summarise,
+                rate_limit="llm",
+                # RateLimited is retried whatever the filters say.
                 retry_config=RetryConfig(
-                    max_attempts=3, initial_delay_ms=1000, retry_on=[LLMRateLimited]
+                    max_attempts=3, initial_delay_ms=100, retry_on=[ConnectionError]
                 ),
             )
         ],
     )
-    done = run(pipeline, "home page", context=PipelineContext(provider=llm))
+    pauses = Pauses()
+    done = run(
+        pipeline,
+        "home page",
+        context=PipelineContext(provider=llm),
+        limits={"llm": RateLimit(requests_per_second=10)},
+        observers=[pauses],
+    )
     assert done.result.outputs == {"s": "SUMMARISE HOME PAGE"}
     assert done.result.metadata == {
         "llm_calls": 1,
         "llm_prompt_tokens": 3,
         "llm_completion_tokens": 3,
     }
+    # max(backoff 100 / 200 ms, Retry-After 1 s) between attempts.
+    assert_timeline(
+        done,
+        """
+        0.00 s started
+        0.00 s failed attempt=1 RateLimited: rate limited; retry after 1 s
+        1.00 s started attempt=2
+        1.00 s failed attempt=2 RateLimited: rate limited; retry after 1 s
+        2.00 s started attempt=3
+        2.50 s succeeded
+        2.50 pipeline succeeded
+        """,
+    )
     assert [(c.at, c.reply, c.error) for c in llm.calls] == [
-        (0.0, None, "LLMRateLimited: rate limited; retry after 1 s"),
-        (1.0, None, "LLMRateLimited: rate limited; retry after 1 s"),
-        (3.5, "SUMMARISE HOME PAGE", None),
+        (0.0, None, "RateLimited: rate limited; retry after 1 s"),
+        (1.0, None, "RateLimited: rate limited; retry after 1 s"),
+        (2.5, "SUMMARISE HOME PAGE", None),
+    ]
+    # Each one paused the stage's named limit for its Retry-After.
+    assert pauses.pauses == [
+        (0.0, "llm", 1000.0, 1000.0),
+        (1000.0, "llm", 1000.0, 2000.0),
     ]
     with pytest.raises(LookupError, match=r"^FakeLLM has no rule for prompt 'hi'$"):
         trio.run(FakeLLM().complete, "hi")

@@ -220,7 +220,7 @@ async def attempts(
             pushed_back(run, node, state, after)
             if attempt >= retry.max_attempts:
                 return outcome
-            delay_ms = retry.delay_ms(attempt + 1)
+            delay_ms = retry.delay_ms(attempt + 1, run.rng)
             if after is not None:
                 if after * 1000 > retry.max_retry_after_ms:
                     outcome.error += (

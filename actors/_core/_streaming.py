@@ -12,8 +12,10 @@ C, items produced but not finished by C never exceed
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -103,18 +105,23 @@ async def produce(
                 _started(run, node, state, attempt)
                 # Delivered items are committed: a retry starts after them.
                 stream_cursor.set(delivered)
-                agen = node.call(value, run.context)
                 replay = Replay(
                     0 if definition.resumable else delivered, digests, produced
                 )
                 attempt_begin = clock.current_time()
                 try:
-                    if buffer == 0:
-                        error = await _pull(run, node, state, agen, replay, put=deliver)
-                    else:
-                        error = await _read_ahead(
-                            run, node, state, agen, replay, deliver=deliver
-                        )
+                    # Attempt hooks (tracing, the testing kit) wrap the whole
+                    # attempt in this task; a read-ahead task inherits them.
+                    with _hooks(run, node, attempt):
+                        agen = node.call(value, run.context)
+                        if buffer == 0:
+                            error = await _pull(
+                                run, node, state, agen, replay, put=deliver
+                            )
+                        else:
+                            error = await _read_ahead(
+                                run, node, state, agen, replay, deliver=deliver
+                            )
                 finally:
                     state.attempt_ms.append(
                         round((clock.current_time() - attempt_begin) * 1000, 6)
@@ -153,6 +160,15 @@ async def produce(
         )
         return outcome
     return Outcome(True, output=kept if keep else None)
+
+
+def _hooks(run: RunState, node: Node, attempt: int) -> AbstractContextManager[None]:
+    """The attempt hooks' context around one attempt of a generator."""
+    if not run.dispatch.attempt_hooks:
+        return contextlib.nullcontext()
+    return run.dispatch.around_attempt(
+        run.run_id, run.graph.name, node.id, None, attempt
+    )
 
 
 def digest(item: Any) -> bytes:

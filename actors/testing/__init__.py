@@ -37,7 +37,6 @@ from ._llm import (
     Failure,
     FakeLLM,
     LLMCall,
-    LLMRateLimited,
     fails,
     rate_limit,
 )
@@ -47,6 +46,7 @@ from ._script import (
     Call,
     Outcome,
     ScriptedStage,
+    Yields,
     blocks_sync,
     hangs,
     per_item,
@@ -55,6 +55,7 @@ from ._script import (
     returns_input,
     script,
     swallows_cancel,
+    yields,
 )
 
 __all__ = [
@@ -64,11 +65,11 @@ __all__ = [
     "Failure",
     "FakeLLM",
     "LLMCall",
-    "LLMRateLimited",
     "Outcome",
     "Recorder",
     "ScriptedStage",
     "TestRun",
+    "Yields",
     "arun",
     "assert_cancelled_promptly",
     "assert_events",
@@ -87,6 +88,7 @@ __all__ = [
     "script",
     "swallows_cancel",
     "with_stages",
+    "yields",
 ]
 
 _fix_module_names(globals(), __all__)

@@ -11,23 +11,18 @@ from typing import Any
 import trio
 
 from .._context import PipelineContext
-
-
-class LLMRateLimited(Exception):
-    """The fake provider refused a call; retry after ``retry_after_s`` seconds."""
-
-    def __init__(self, message: str, *, retry_after_s: float) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
+from .._limits import RateLimited
 
 
 def rate_limit_error(message: str, retry_after_s: float) -> Exception:
-    """Return the exception a scripted rate limit raises.
+    """Return the exception a scripted rate limit raises: the library's own.
 
-    The one seam between the fake and the library's quotas: once the library
-    has its own rate-limit exception, this returns it instead.
+    :class:`~actors.RateLimited`, so the executor treats it as a provider's
+    push-back: retried whatever the retry filters say (while attempts
+    remain), after ``max(backoff, retry_after_s)``, and pausing the stage's
+    ``rate_limit`` for everyone sharing it.
     """
-    return LLMRateLimited(message, retry_after_s=retry_after_s)
+    return RateLimited(message, retry_after_s=retry_after_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +62,10 @@ class Failure:
 def rate_limit(
     times: int = 1, retry_after_s: float = 1.0, *, pattern: str | None = None
 ) -> Failure:
-    """Refuse the next *times* calls (matching *pattern*, if given) at once."""
+    """Refuse the next *times* calls (matching *pattern*, if given) at once.
+
+    Each refusal raises :class:`~actors.RateLimited` with *retry_after_s*.
+    """
     return Failure(
         lambda prompt: rate_limit_error(
             f"rate limited; retry after {retry_after_s:g} s", retry_after_s
@@ -128,7 +126,8 @@ class FakeLLM:
         """Answer *prompt* after ``latency`` seconds; a checkpoint.
 
         Raises:
-            LLMRateLimited: A scripted rate limit applies (at once, no latency).
+            actors.RateLimited: A scripted rate limit applies (at once, no
+                latency), with its ``retry_after_s``.
             LookupError: No rule matches and there is no default.
         """
         for failure in self._failures:

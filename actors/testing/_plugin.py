@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from .._checkpoint import MemoryStore
 from .._definition import PipelineDefinition
 from ._llm import FakeLLM
 from ._recorder import Recorder
@@ -60,3 +61,9 @@ def recorder() -> Recorder:
 def fake_llm() -> FakeLLM:
     """A fresh FakeLLM: rules with ``fake_llm.reply(pattern, text)``."""
     return FakeLLM()
+
+
+@pytest.fixture
+def memory_store() -> MemoryStore:
+    """A fresh, empty MemoryStore: ``run(p, store=memory_store)``, then resume."""
+    return MemoryStore()

@@ -12,6 +12,7 @@ from .._events import (
     PipelineFinished,
     PipelineStarted,
     StageFinished,
+    StageRestored,
     StageRetrying,
     StageStarted,
     StageUnresponsive,
@@ -24,6 +25,7 @@ Event = (
     PipelineStarted
     | StageStarted
     | StageRetrying
+    | StageRestored
     | ItemFinished
     | StageFinished
     | StageUnresponsive
@@ -44,6 +46,16 @@ class Recorder(Observer):
         self.events: list[Event] = []
         self.calls: list[Call] = []
         self._start: float | None = None
+        self.stopped = False
+        """True once :meth:`stop` was called: nothing more is kept."""
+
+    def stop(self) -> None:
+        """Keep nothing more: no event, no call, no end of a call under way.
+
+        A crashed run (:func:`~actors.testing.faults.crash_at`) stops here:
+        calls running at the crash keep ``ended=None``, as in a killed process.
+        """
+        self.stopped = True
 
     def now(self) -> float:
         """Seconds since the (last) observed run started, from the trio clock."""
@@ -65,32 +77,41 @@ class Recorder(Observer):
 
     def pipeline_started(self, event: PipelineStarted) -> None:
         """Keep the event; the run's clock starts now."""
-        self._start = trio.current_time()
-        self.events.append(event)
+        if not self.stopped:
+            self._start = trio.current_time()
+            self.events.append(event)
 
     def stage_started(self, event: StageStarted) -> None:
         """Keep the event."""
-        self.events.append(event)
+        self._keep(event)
 
     def stage_retrying(self, event: StageRetrying) -> None:
         """Keep the event."""
-        self.events.append(event)
+        self._keep(event)
 
     def item_finished(self, event: ItemFinished) -> None:
         """Keep the event."""
-        self.events.append(event)
+        self._keep(event)
 
     def stage_finished(self, event: StageFinished) -> None:
         """Keep the event."""
-        self.events.append(event)
+        self._keep(event)
 
     def stage_unresponsive(self, event: StageUnresponsive) -> None:
         """Keep the event."""
-        self.events.append(event)
+        self._keep(event)
 
     def pipeline_finished(self, event: PipelineFinished) -> None:
         """Keep the event."""
-        self.events.append(event)
+        self._keep(event)
+
+    def stage_restored(self, event: StageRestored) -> None:
+        """Keep the event."""
+        self._keep(event)
+
+    def _keep(self, event: Event) -> None:
+        if not self.stopped:
+            self.events.append(event)
 
     def timeline(self) -> list[str]:
         """Return one line per event (the run's start left out); see timeline_of."""
@@ -164,6 +185,10 @@ def _line(event: Event) -> str | None:
                 )
             return f"{event.stage_id} failed {result.error}"
         return f"{event.stage_id} {result.status.value}"
+    if isinstance(event, StageRestored):
+        if event.items is None:
+            return f"{event.stage_id} restored"
+        return f"{event.stage_id} restored items={event.items}/{event.total}"
     if isinstance(event, StageUnresponsive):
         return f"{event.stage_id} unresponsive"
     if isinstance(event, PipelineFinished):

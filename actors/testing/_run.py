@@ -5,18 +5,19 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import trio
 import trio.testing
 
+from .._checkpoint import FileStore
 from .._context import PipelineContext
 from .._core import PipelineExecutor
 from .._definition import PipelineDefinition, Stage
-from .._events import PipelineFinished, StageFinished
+from .._events import PipelineFinished, PipelineStarted, StageFinished
 from .._exceptions import PipelineValidationError
-from .._observers import Observer
+from .._observers import Observer, check_observers
 from .._results import PipelineResult, PipelineStatus, StageStatus
 from ._llm import FakeLLM
 from ._recorder import Event, Recorder
@@ -24,11 +25,19 @@ from ._script import Call
 from .faults import (
     CancelAt,
     CancelTokenAt,
+    CrashAt,
+    Crasher,
     Fault,
     InjectedInterrupt,
     InterruptAt,
     Interrupter,
+    SeveredStore,
+    silenced,
 )
+
+if TYPE_CHECKING:
+    from .._checkpoint import Store
+    from .._limits import RateLimit
 
 GIVE_UP_AFTER = 86_400.0
 """Virtual seconds after which a test run is deemed hung (one virtual day)."""
@@ -45,16 +54,51 @@ class TestRun:
     __test__ = False  # not a pytest test class, despite the name
 
     definition: PipelineDefinition
-    result: PipelineResult
-    """What ``execute`` returned (or, if it raised, what it had decided)."""
+    outcome: PipelineResult | None
+    """The result (``None`` for a crashed run); read it as :attr:`result`."""
     events: list[Event]
-    """Every event, in order."""
+    """Every event, in order (up to the crash, for a crashed run)."""
     calls: list[Call]
     """Every call of a scripted stage, in the order they started."""
     raised: BaseException | None = None
     """The KeyboardInterrupt an ``interrupt_at`` fault made ``execute`` raise."""
     fired: list[tuple[float, Fault]] = dataclasses.field(default_factory=list)
     """The faults that fired, with their times."""
+
+    @property
+    def result(self) -> PipelineResult:
+        """What ``execute`` returned (or, if it raised, what it had decided).
+
+        Raises:
+            AssertionError: The run crashed (``crash_at``): it has no result.
+        """
+        if self.outcome is None:
+            raise AssertionError(
+                f"run {self.run_id!r} crashed at {self.crashed_at:g} s "
+                "(crash_at): it has no result; resume it with "
+                "run(definition, store=store, resume=this.run_id)"
+            )
+        return self.outcome
+
+    @property
+    def run_id(self) -> str:
+        """The run's id, to resume it: ``run(..., resume=test_run.run_id)``."""
+        if self.outcome is not None:
+            return self.outcome.run_id
+        for event in self.events:
+            if isinstance(event, PipelineStarted):
+                return event.run_id
+        raise AssertionError("the run crashed before it started: it has no id")
+
+    @property
+    def crashed_at(self) -> float | None:
+        """When a ``crash_at`` fault killed the run, or ``None``."""
+        return next((t for t, f in self.fired if isinstance(f, CrashAt)), None)
+
+    @property
+    def crashed(self) -> bool:
+        """True if a ``crash_at`` fault killed the run (it has no result)."""
+        return self.crashed_at is not None
 
     @property
     def timeline(self) -> list[str]:
@@ -76,11 +120,14 @@ class TestRun:
         """When the run was cancelled, or ``None`` if it was not.
 
         From the fault that fired, the pipeline's timeout, or the first
-        critical failure under fail-fast.
+        critical failure under fail-fast. A crash is no cancellation.
         """
-        if self.fired:
-            return self.fired[0][0]
-        status = self.result.status
+        for at, fault in self.fired:
+            if not isinstance(fault, CrashAt):
+                return at
+        if self.outcome is None:
+            return None
+        status = self.outcome.status
         if status is PipelineStatus.TIMED_OUT and self.definition.timeout_ms:
             return self.definition.timeout_ms / 1000
         if status is PipelineStatus.FAILED and self.definition.fail_fast:
@@ -100,6 +147,9 @@ def run(
     initial_input: Any = None,
     *,
     context: PipelineContext[Any] | None = None,
+    store: Store | None = None,
+    resume: str | None = None,
+    limits: Mapping[str, RateLimit] | None = None,
     seed: int = 0,
     observers: Iterable[Observer] = (),
     faults: Sequence[Fault] = (),
@@ -111,33 +161,39 @@ def run(
     retries take no real time and every time is exact. For callers outside
     trio; inside a trio test, ``await arun(...)``.
 
+    The run is journaled in *store* (any :class:`~actors.checkpoint.Store`;
+    a :class:`~actors.checkpoint.MemoryStore` keeps time exact), and
+    *resume* (a run id, or ``"latest"``) restores what that run journaled,
+    as ``PipelineExecutor.execute`` does. *limits* are the executor's named
+    quotas, for stages with ``rate_limit=`` (a fresh set per run).
+
     Raises:
         PipelineValidationError: The definition is invalid; nothing ran.
+        ValueError: *resume* without a store, or more than one ``crash_at``.
+        actors.checkpoint.UnknownRunError: The store holds no run *resume*.
         AssertionError: The run had not ended after *give_up_after* virtual
             seconds (it hangs). ``None`` never gives up: the autojump clock
             leaps to the next deadline whenever every task waits, so a stage
             waiting on a thread or real I/O would meet that deadline at once.
     """
     clock = trio.testing.MockClock(autojump_threshold=0)
-    return trio.run(
-        _arun_kw,
-        (definition, initial_input, context, seed, tuple(observers), tuple(faults)),
-        give_up_after,
-        clock=clock,
-    )
+    options = {
+        "context": context,
+        "store": store,
+        "resume": resume,
+        "limits": limits,
+        "seed": seed,
+        "observers": tuple(observers),
+        "faults": tuple(faults),
+        "give_up_after": give_up_after,
+    }
+    return trio.run(_arun_kw, definition, initial_input, options, clock=clock)
 
 
-async def _arun_kw(args: tuple[Any, ...], give_up_after: float | None) -> TestRun:
-    definition, initial_input, context, seed, observers, faults = args
-    return await arun(
-        definition,
-        initial_input,
-        context=context,
-        seed=seed,
-        observers=observers,
-        faults=faults,
-        give_up_after=give_up_after,
-    )
+async def _arun_kw(
+    definition: PipelineDefinition, initial_input: Any, options: dict[str, Any]
+) -> TestRun:
+    return await arun(definition, initial_input, **options)
 
 
 async def arun(
@@ -145,6 +201,9 @@ async def arun(
     initial_input: Any = None,
     *,
     context: PipelineContext[Any] | None = None,
+    store: Store | None = None,
+    resume: str | None = None,
+    limits: Mapping[str, RateLimit] | None = None,
     seed: int = 0,
     observers: Iterable[Observer] = (),
     faults: Sequence[Fault] = (),
@@ -157,8 +216,12 @@ async def arun(
     context's ``provider`` counts its calls and tokens into the run's
     metrics. This is a checkpoint; cancelling it cancels the run.
 
+    Takes the arguments of :func:`run`.
+
     Raises:
         PipelineValidationError: The definition is invalid; nothing ran.
+        ValueError: *resume* without a store, or more than one ``crash_at``.
+        actors.checkpoint.UnknownRunError: The store holds no run *resume*.
         AssertionError: The run had not ended after *give_up_after* virtual
             seconds (it hangs).
     """
@@ -173,19 +236,39 @@ async def arun(
         context = dataclasses.replace(context, cancel_token=trio.Event())
     if isinstance(context.provider, FakeLLM):
         context.provider.attach(context)
+    crashes = [f for f in faults if isinstance(f, CrashAt)]
+    if len(crashes) > 1:
+        raise ValueError(f"a run crashes once; got {crashes!r}")
+    observers = tuple(observers)
+    check_observers(observers)
     start = trio.current_time()
     hooks = [Interrupter(f, start) for f in faults if isinstance(f, InterruptAt)]
+    fired: list[tuple[float, Fault]] = []
+    caller = trio.CancelScope()
+    crasher = None
+    if crashes:
+        store, observers, crasher = _arm(
+            crashes[0],
+            store=store,
+            context=context,
+            observers=observers,
+            recorder=recorder,
+            caller=caller,
+            fired=fired,
+        )
     executor = PipelineExecutor(
         log_events=False,
+        limits=limits,
         rng=random.Random(seed),
-        observers=(recorder, *hooks, *observers),
+        # The crasher comes last: every other observer hears the fatal event.
+        observers=(recorder, *hooks, *observers, *([crasher] if crasher else [])),
     )
-    fired: list[tuple[float, Fault]] = []
     raised: BaseException | None = None
+    refused: Exception | None = None
     result: PipelineResult | None = None
     async with trio.open_nursery() as nursery:
         with (
-            trio.CancelScope() as caller,
+            caller,
             trio.move_on_at(
                 math.inf if give_up_after is None else start + give_up_after
             ) as limit,
@@ -193,23 +276,81 @@ async def arun(
             for fault in faults:
                 if isinstance(fault, CancelAt | CancelTokenAt):
                     nursery.start_soon(_fire, fault, start, caller, context, fired)
+                elif isinstance(fault, CrashAt) and isinstance(fault.when, int | float):
+                    assert crasher is not None  # armed above
+                    nursery.start_soon(_crash_at, start + fault.when, crasher)
             try:
-                result = await executor.execute(definition, initial_input, context)
+                result = await executor.execute(
+                    definition, initial_input, context, store=store, resume=resume
+                )
             except InjectedInterrupt as interrupt:
                 raised = interrupt
                 fired.append((trio.current_time() - start, _interrupt_of(faults)))
+            except Exception as exc:  # nothing ran: raised bare, not in a group
+                refused = exc
         nursery.cancel_scope.cancel()  # faults not yet due never fire
+    if refused is not None:
+        try:
+            raise refused
+        finally:
+            del refused  # its traceback holds this frame: no cycle
+    if crasher is not None and crasher.error is not None:
+        raise AssertionError(f"the predicate of {crashes[0]!r} raised") from (
+            crasher.error
+        )
     if limit.cancelled_caught:
         raise AssertionError(
             f"pipeline {definition.name!r} had not ended after {give_up_after} "
             "virtual seconds: a stage hangs (script it with a result, or cancel it)"
         )
-    if result is None:
+    if recorder.stopped:
+        result = None  # crashed: whatever execute returned, nobody was there
+    elif result is None:
         result = next(
             e.result for e in recorder.events if isinstance(e, PipelineFinished)
         )
     fired.sort(key=lambda pair: pair[0])
     return TestRun(definition, result, recorder.events, recorder.calls, raised, fired)
+
+
+def _arm(
+    crash: CrashAt,
+    *,
+    store: Store | None,
+    context: PipelineContext[Any],
+    observers: tuple[Observer, ...],
+    recorder: Recorder,
+    caller: trio.CancelScope,
+    fired: list[tuple[float, Fault]],
+) -> tuple[Store | None, tuple[Observer, ...], Crasher]:
+    """Prepare *crash*: return the store and observers to run with, and the crasher.
+
+    At the crash, the store stops writing, the recorder and the observers
+    stop hearing, and the caller's scope cancels what is left of the run.
+    """
+    if store is None and context.checkpoint_dir is not None:
+        store = FileStore(context.checkpoint_dir)  # execute's, made here to sever
+    severed = None if store is None else SeveredStore(store)
+    quiet = [silenced(o) for o in observers]
+    start = trio.current_time()
+
+    def kill() -> None:
+        # Synchronous, inside the event's emit: nothing happens between the
+        # event and the kill, as in a process killed at that instant.
+        fired.append((round(trio.current_time() - start, 9), crash))
+        if severed is not None:
+            severed.sever()
+        recorder.stop()
+        for observer in quiet:
+            observer.silent = True
+        caller.cancel()
+
+    return severed, tuple(quiet), Crasher(crash, kill)
+
+
+async def _crash_at(deadline: float, crasher: Crasher) -> None:
+    await trio.sleep_until(deadline)
+    crasher.crash()
 
 
 def _interrupt_of(faults: Sequence[Fault]) -> Fault:

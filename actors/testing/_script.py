@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, overload
 
 import trio
 import trio.testing
 
 if TYPE_CHECKING:
     from .._context import PipelineContext
+    from .._definition import StreamFunction
     from ._recorder import Recorder
 
 
@@ -44,8 +45,8 @@ class Call:
     input: Any
     started: float
     ended: float | None = None
-    """``None`` only while the call runs."""
-    outcome: Outcome | None = field(default=None, compare=False)
+    """``None`` while the call runs, and for a call a crash cut short."""
+    outcome: Outcome | Yields | None = field(default=None, compare=False)
     """The scripted outcome it followed."""
     cancelled: bool = False
     """True if it was cancelled (it saw ``trio.Cancelled``)."""
@@ -202,6 +203,87 @@ def blocks_sync(seconds: float, *, after: float = 0.0) -> Outcome:
     return _BlocksSync(seconds, after)
 
 
+class Yields:
+    """What one attempt of a scripted streaming stage does; see :func:`yields`."""
+
+    __slots__ = ("every", "then", "values")
+
+    def __init__(self, values: Sequence[Any], every: float, then: Outcome | None):
+        if then is not None and not isinstance(then, _Raises | _Hangs):
+            raise TypeError(
+                f"yields(then=...) takes raises(...) or hangs(), got {then!r} "
+                "(a generator returns no value)"
+            )
+        self.values = tuple(values)
+        self.every = every
+        self.then = then
+
+    def __repr__(self) -> str:
+        then = "" if self.then is None else f", then={self.then!r}"
+        return f"yields({list(self.values)!r}, every={self.every:g}{then})"
+
+
+def yields(
+    values: Sequence[Any], *, every: float = 0.0, then: Outcome | None = None
+) -> Yields:
+    """Yield each of *values* after *every* seconds, then end (or play *then*).
+
+    Item ``k`` (from 1) comes at ``k * every`` seconds into the attempt.
+    *then* is ``raises(exc, after=s)`` (the stream fails *s* seconds after
+    its last item) or ``hangs()``; ``None`` ends the stream. Script a
+    streaming stage with it: ``script(yields([1, 2], every=0.25))``.
+    """
+    return Yields(values, every, then)
+
+
+def _stream(plan: Sequence[Yields]) -> StreamFunction:
+    """Return an async generator function whose attempt ``k`` plays ``plan[k - 1]``."""
+
+    async def scripted_stream(
+        value: Any, context: PipelineContext[Any]
+    ) -> AsyncIterator[Any]:
+        current = _current()
+        outcome = plan[min(current.attempt, len(plan)) - 1]
+        recorder = current.recorder
+        call = Call(
+            stage=current.stage_id,
+            item=current.item_index,
+            attempt=current.attempt,
+            input=value,
+            started=recorder.now(),
+            outcome=outcome,
+        )
+        if not recorder.stopped:
+            recorder.calls.append(call)
+        try:
+            for item in outcome.values:
+                await trio.sleep(outcome.every)
+                yield item
+            if outcome.then is not None:
+                await outcome.then.play(value)
+        except trio.Cancelled:
+            if not recorder.stopped:
+                call.cancelled = True
+            raise
+        finally:
+            # Also when the library closes it early (GeneratorExit).
+            if not recorder.stopped:
+                call.ended = recorder.now()
+
+    scripted_stream.__qualname__ = f"script({', '.join(map(repr, plan))})"
+    return scripted_stream
+
+
+def _current() -> Attempt:
+    current = CURRENT.get()
+    if current is None:
+        raise RuntimeError(
+            "a scripted stage runs under actors.testing.run()/arun(), or under "
+            "an executor with an actors.testing.Recorder among its observers"
+        )
+    return current
+
+
 Plan: TypeAlias = Outcome | Sequence[Outcome]
 """One outcome for every attempt, or one per attempt (the last repeats)."""
 
@@ -232,12 +314,7 @@ class ScriptedStage:
 
     async def __call__(self, value: Any, context: PipelineContext[Any]) -> Any:
         """Play the outcome of the current attempt; record the call."""
-        current = CURRENT.get()
-        if current is None:
-            raise RuntimeError(
-                "a scripted stage runs under actors.testing.run()/arun(), or under "
-                "an executor with an actors.testing.Recorder among its observers"
-            )
+        current = _current()
         outcome = self._outcome(current.item_index, current.attempt)
         recorder = current.recorder
         call = Call(
@@ -248,14 +325,17 @@ class ScriptedStage:
             started=recorder.now(),
             outcome=outcome,
         )
-        recorder.calls.append(call)
+        if not recorder.stopped:
+            recorder.calls.append(call)
         try:
             return await outcome.play(value)
         except trio.Cancelled:
-            call.cancelled = True
+            if not recorder.stopped:
+                call.cancelled = True
             raise
         finally:
-            call.ended = recorder.now()
+            if not recorder.stopped:
+                call.ended = recorder.now()
 
     def __repr__(self) -> str:
         return f"ScriptedStage({self._plans!r})"
@@ -268,14 +348,35 @@ def _as_list(plan: Plan) -> list[Outcome]:
     return outcomes
 
 
-def script(*outcomes: Outcome) -> ScriptedStage:
+@overload
+def script(first: Yields, /, *outcomes: Yields) -> StreamFunction: ...
+
+
+@overload
+def script(*outcomes: Outcome) -> ScriptedStage: ...
+
+
+def script(*outcomes: Outcome | Yields) -> ScriptedStage | StreamFunction:
     """Return a stage whose attempt ``k`` follows ``outcomes[k - 1]``.
 
     The last outcome repeats for later attempts.
 
-    In a fan-out stage, every item follows the same script.
+    In a fan-out stage, every item follows the same script. Scripted with
+    :func:`yields`, it is a streaming stage: a real async generator
+    function, whose retries start again from the first value (the library
+    skips the items already delivered).
+
+    Raises:
+        TypeError: :func:`yields` mixed with other outcomes, or no outcome.
     """
-    return ScriptedStage({"*": outcomes})
+    streams = [o for o in outcomes if isinstance(o, Yields)]
+    if not streams:
+        return ScriptedStage({"*": outcomes})  # type: ignore[dict-item]  # all Outcome
+    if len(streams) != len(outcomes):
+        raise TypeError(
+            "a script is a stream (only yields(...)) or not (no yields(...))"
+        )
+    return _stream(streams)
 
 
 def per_item(plans: Mapping[int | str, Plan]) -> ScriptedStage:

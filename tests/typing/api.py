@@ -18,6 +18,7 @@ from actors import (
     StageDefinition,
     StageResult,
     StageStatus,
+    StreamFunction,
     failure_result,
     run,
     success_result,
@@ -123,3 +124,35 @@ async def quotas() -> None:
         ],
     )
     assert_type(await executor.execute(definition, "x"), PipelineResult)
+
+
+def testing_kit() -> None:
+    """The testing kit: scripted stages, streams, crashes and resumes."""
+    from actors.checkpoint import MemoryStore
+    from actors.testing import (
+        ScriptedStage,
+        TestRun,
+        faults,
+        returns,
+        script,
+        with_stages,
+        yields,
+    )
+    from actors.testing import (
+        run as run_test,
+    )
+
+    assert_type(script(returns(1)), ScriptedStage)
+    pages = script(yields([1, 2], every=0.25), yields([1, 2, 3]))
+    assert_type(pages, StreamFunction)
+    definition = PipelineDefinition(name="t", stages=[StageDefinition("pages", pages)])
+    store = MemoryStore()
+    crashed = run_test(
+        with_stages(definition, pages=pages),
+        store=store,
+        faults=[faults.crash_at("stage_finished", stage="pages")],
+    )
+    assert_type(crashed, TestRun)
+    assert_type(crashed.crashed_at, float | None)
+    resumed = run_test(definition, store=store, resume=crashed.run_id)
+    assert_type(resumed.result, PipelineResult)
