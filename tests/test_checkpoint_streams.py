@@ -26,10 +26,18 @@ from actors import (
 )
 from actors._checkpoint._codec import declared_item_type
 from actors._checkpoint._keys import code_fingerprint
+from actors._cli._runs import main_runs
 from actors._events import CheckpointCorrupt, CheckpointSkipped, StageRestored
 from actors._exceptions import StreamReplayMismatch
-from actors._cli._runs import main_runs
-from actors.checkpoint import Entry, FileStore, MemoryStore, SQLiteStore, Store
+from actors.checkpoint import (
+    Entry,
+    FileStore,
+    JournalContents,
+    MemoryStore,
+    SQLiteStore,
+    Store,
+    UnknownRunError,
+)
 
 FAN_OUT = ExecutionPattern.FAN_OUT
 Log = list[tuple[float, str]]
@@ -721,3 +729,34 @@ async def test_runs_show_counts_a_streams_items_and_its_end(
         ["c", "2", "3", "no recorded success"],
         ["r", "0", "1", f"no recorded success in {first.run_id}"],
     ]
+
+
+class Forgetful(MemoryStore):
+    """A MemoryStore that finds entries but cannot read other runs' journals."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.readable: set[str] = set()
+
+    def read_journal(self, run_id: str) -> JournalContents:
+        if run_id not in self.readable:
+            raise UnknownRunError(f"run {run_id!r} was pruned")
+        return super().read_journal(run_id)
+
+
+async def test_a_cached_stream_whose_journal_is_gone_is_a_miss_and_recording_goes_on(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """cache=True: the end is found but its run's journal cannot be read: p runs, journaled."""
+    store = Forgetful()
+    executor = PipelineExecutor(store=store)
+    first = await executor.execute(streamed(Calls(), cache=True))
+    assert first.success
+    calls = Calls()
+    again = await executor.execute(streamed(calls, cache=True))
+    assert calls.cursors == [0]
+    assert again.total_duration_ms == 4500.0
+    store.readable.add(again.run_id)
+    items = [e.parts.item for e in store.read_journal(again.run_id).entries]
+    assert items.count("stream:end") == 1
+    assert store.get_run(again.run_id).stats == {"restored": 0, "ran": 12}

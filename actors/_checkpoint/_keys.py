@@ -118,9 +118,9 @@ def stage_callable(stage: Any) -> Callable[..., Any] | None:
     method) is identified by its ``stream``.
     """
     execute = getattr(type(stage), "execute", None)
-    if execute is None:
+    if execute is None and not isinstance(stage, types.FunctionType):
         stream = getattr(type(stage), "stream", None)
-        if inspect.isasyncgenfunction(stream):
+        if stream is not None and inspect.isasyncgenfunction(stream):
             execute = stream
     target: Any = execute if execute is not None else stage
     while isinstance(target, functools.partial):

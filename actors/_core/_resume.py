@@ -18,7 +18,6 @@ end was journaled).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -258,8 +257,8 @@ class Durable:
         that still matches) are restored and handed to *produce* to deliver
         first; the stream's end, if journaled, means the generator is not
         called at all. Each new item is journaled as it is produced, and the
-        end once the stream succeeds. This is a checkpoint; cancellation
-        propagates (what was journaled stays journaled).
+        end once the stream succeeds. Cancellation propagates (what was
+        journaled stays journaled).
         """
         self._report_damaged()
         journal = await self._open_stream(node, value)
@@ -308,6 +307,8 @@ class Durable:
                     )
                     entries = {e.key: e for e in contents.entries}
                     cached = True
+            except UnknownRunError:  # pruned meanwhile, say: a miss
+                end = None
             except Exception as exc:  # a failing store is a miss, never an error
                 self.recorder._fail("find", exc)
                 end = None
@@ -331,7 +332,8 @@ class Durable:
             elif count > len(items):
                 end = None  # an item is missing (damaged): the stream runs on
             else:
-                del items[count:], found[count:]
+                del items[count:]
+                del found[count:]
         if cached and end is None:
             items, found = [], []
         if not found and end is None:
@@ -560,7 +562,10 @@ class StreamJournal:
 
     def parts_of(self, index: int | str) -> KeyParts:
         """Return the key parts of item *index*, or of the stream's end (``"end"``)."""
-        return dataclasses.replace(self.parts, item=f"stream:{index}")
+        p = self.parts  # not dataclasses.replace: 3x slower, once per item
+        return KeyParts(
+            p.pipeline, p.stage, p.version, p.code, p.input, f"stream:{index}"
+        )
 
     def record(self, index: int, item: Any) -> None:
         """Journal produced item *index*; never blocks, never raises.
