@@ -760,3 +760,107 @@ async def test_a_cached_stream_whose_journal_is_gone_is_a_miss_and_recording_goe
     items = [e.parts.item for e in store.read_journal(again.run_id).entries]
     assert items.count("stream:end") == 1
     assert store.get_run(again.run_id).stats == {"restored": 0, "ran": 12}
+
+
+def expected_resume(cut: float, *, resumable: bool) -> tuple[int, set[int], float]:
+    """The items journaled, those c runs again, and the resumed run's length.
+
+    Items are yielded at t = 0..4 and take c 0.5 s each, so at *cut* the
+    items 0..floor(cut) were produced (the stream ended at 4), and item
+    floor(cut) is still in c if the cut falls in the first half of its second.
+    """
+    produced = min(int(cut) + 1, 5)
+    in_flight = cut - int(cut) < 0.5
+    rerun = {produced - 1} if in_flight else set()
+    new = set(range(produced, 5))
+    if produced == 5:
+        # The stream's end was journaled: the generator is not called.
+        length = 0.5 if in_flight else 0.0
+    elif not resumable:
+        # The generator re-yields 0..produced-1 at t = 0..produced-1; the
+        # rest flow at their own times, c at 0.5 s each.
+        length = 4.5
+    else:
+        # The first new item is yielded at once, taken when c is free.
+        length = (0.5 if in_flight else 0.0) + (4 - produced) + 0.5
+    return produced, rerun | new, length
+
+
+@pytest.mark.parametrize("resumable", [True, False])
+@pytest.mark.parametrize("cut", [0.25, 0.75, 1.25, 1.75, 2.25, 2.75, 3.25, 3.75, 4.25])
+async def test_a_cut_anywhere_resumes_to_the_same_result_running_only_what_is_left(
+    autojump_clock: trio.testing.MockClock, cut: float, resumable: bool
+) -> None:
+    """Whatever the instant of the cancel: complete outputs; c reruns only the cut item."""
+    store = MemoryStore()
+    executor = PipelineExecutor(store=store)
+    calls = Calls()
+    first = await cancelled_at(executor, streamed(calls, resumable=resumable), cut)
+    assert first.status == "cancelled"
+    produced, rerun, length = expected_resume(cut, resumable=resumable)
+    journaled = [
+        e.parts.item
+        for e in store.read_journal(first.run_id).entries
+        if e.parts.stage == "p"
+    ]
+    ended = ["stream:end"] if produced == 5 else []
+    assert journaled == [f"stream:{i}" for i in range(produced)] + ended
+    calls = Calls()
+    start = trio.current_time()
+    again = await executor.execute(
+        streamed(calls, resumable=resumable), None, resume=first.run_id
+    )
+    assert again.outputs == {
+        "p": [0, 1, 2, 3, 4],
+        "c": [0, 10, 20, 30, 40],
+        "r": 10,
+    }
+    assert calls.cursors == ([] if ended else [produced])
+    assert calls.consumed == dict.fromkeys(rerun, 1)
+    assert trio.current_time() - start == length
+    assert again.total_duration_ms == length * 1000
+
+
+async def test_a_chain_of_stream_fed_fan_outs_restores_depth_first(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """p -> c -> d: c's restored outputs flow on to d, which restores its own."""
+    calls = Calls()
+    second: collections.Counter[int] = collections.Counter()
+
+    async def double(item: int, ctx: PipelineContext[Any]) -> int:
+        second[item] += 1
+        await trio.sleep(0.25)
+        return 2 * item
+
+    def pipeline() -> PipelineDefinition:
+        return PipelineDefinition(
+            name="chain",
+            stages=[
+                StageDefinition("p", source(calls, resumable=True), resumable=True),
+                StageDefinition(
+                    "c", worker(calls), inputs=["p"], pattern=FAN_OUT, max_concurrency=1
+                ),
+                StageDefinition(
+                    "d", double, inputs=["c"], pattern=FAN_OUT, max_concurrency=1
+                ),
+            ],
+        )
+
+    executor = PipelineExecutor(store=MemoryStore())
+    # At 2.6: c finished 0..2 (2 at 2.5); d finished 0 and 10, is on 20.
+    first = await cancelled_at(executor, pipeline(), 2.6)
+    assert second == {0: 1, 10: 1, 20: 1}
+    calls = Calls()
+    second.clear()
+    again = await executor.execute(pipeline(), None, resume=first.run_id)
+    assert again.outputs == {
+        "p": [0, 1, 2, 3, 4],
+        "c": [0, 10, 20, 30, 40],
+        "d": [0, 20, 40, 60, 80],
+    }
+    assert calls.cursors == [3]
+    assert calls.consumed == {3: 1, 4: 1}
+    assert second == {20: 1, 30: 1, 40: 1}
+    # d redoes 20 at 0; c does 3 at 0..0.5 and 4 at 1..1.5; d's 40 ends at 1.75.
+    assert again.total_duration_ms == 1750.0
