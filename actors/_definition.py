@@ -261,7 +261,8 @@ class StageDefinition(BaseModel):
     cache: bool = False
     """Reuse a matching checkpointed result from any earlier run in the store."""
     output_type: Any = None
-    """The type the checkpoint codec encodes and decodes the output as."""
+    """The type the checkpoint codec encodes and decodes the output as (for a
+    streaming stage, each item)."""
     checkpoint: bool = True
     """False: never recorded, always run (in a durable run)."""
 

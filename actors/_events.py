@@ -187,8 +187,12 @@ class StageRestored:
 
     ``restored_from`` is the id of the run that produced it. For a whole
     stage ``items`` is ``None``; for a fan-out stage it is how many of its
-    ``total`` items were restored (the others run). A restored body is not
-    called; the calls it made to ``set_state`` and the metrics are replayed.
+    ``total`` items were restored (the others run). For a streaming stage it
+    is how many produced items were restored, reported before they are
+    delivered; ``total`` is the same when the stream's end was restored too
+    (the generator is not called), else ``None`` (it goes on from there). A
+    restored body is not called; the calls it made to ``set_state`` and the
+    metrics are replayed.
     """
 
     run_id: str

@@ -524,7 +524,7 @@ async def test_a_replay_that_differs_fails_with_stream_replay_mismatch(
     assert stage.status is StageStatus.FAILED
     assert stage.error == (
         "StreamReplayMismatch: stage 'p': item 1 differs from the one delivered "
-        "before the retry (verify_replay)"
+        "before this attempt (verify_replay)"
     )
     assert isinstance(stage.exception, StreamReplayMismatch)
     assert stage.attempts == 2

@@ -12,6 +12,7 @@ module, instantiate a class it names, or call anything.
 
 from __future__ import annotations
 
+import collections.abc
 import functools
 import json
 import math
@@ -39,6 +40,30 @@ def declared_type(stage: Any, output_type: Any = None) -> Any:
     if function is None:
         return None
     return _declared_by(function, getattr(type(stage), "execute", None) is not None)
+
+
+_ASYNC_ITERATORS = (
+    collections.abc.AsyncIterator,
+    collections.abc.AsyncIterable,
+    collections.abc.AsyncGenerator,
+)
+
+
+def declared_item_type(stage: Any, output_type: Any = None) -> Any:
+    """Return the type of the items a streaming *stage* declares, or ``None``.
+
+    For a streaming stage ``output_type`` is the type of each item, and it
+    wins; then the ``T`` of the ``AsyncIterator[T]``, ``AsyncIterable[T]``
+    or ``AsyncGenerator[T, ...]`` its generator is annotated to return.
+    """
+    if output_type is not None:
+        return output_type
+    annotation = declared_type(stage)
+    if typing.get_origin(annotation) in _ASYNC_ITERATORS:
+        args = typing.get_args(annotation)
+        if args and args[0] is not Any:
+            return args[0]
+    return None
 
 
 @functools.lru_cache(maxsize=4096)

@@ -4,7 +4,9 @@ A unit of work (a stage, or one item of a fan-out stage) is identified by the
 sha256 of a canonical *key document*: the pipeline's name, the stage id, the
 stage's ``version``, the fingerprint of its code, the digest of its input
 and, for a fan-out item, the digest of that item (and not of the whole list,
-so reordering or extending the list keeps the other items' keys).
+so reordering or extending the list keeps the other items' keys). A
+streaming stage's produced items are units too: each keyed by the stage's
+parts and its index, and its end by the same parts (see ``KeyParts.item``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import inspect
 import json
 import math
 import types
@@ -109,8 +112,16 @@ def plain(value: Any) -> Any:
 
 
 def stage_callable(stage: Any) -> Callable[..., Any] | None:
-    """Return the function whose code identifies *stage*: ``execute`` or itself."""
+    """Return the function whose code identifies *stage*: ``execute`` or itself.
+
+    An object streaming stage (no ``execute``, an async generator ``stream``
+    method) is identified by its ``stream``.
+    """
     execute = getattr(type(stage), "execute", None)
+    if execute is None and not isinstance(stage, types.FunctionType):
+        stream = getattr(type(stage), "stream", None)
+        if stream is not None and inspect.isasyncgenfunction(stream):
+            execute = stream
     target: Any = execute if execute is not None else stage
     while isinstance(target, functools.partial):
         target = target.func
@@ -180,7 +191,9 @@ class KeyParts:
     input: str | None
     """Digest of the stage's input (``None`` for a fan-out item)."""
     item: str | None = None
-    """Digest of the fan-out item (``None`` for a whole stage)."""
+    """Digest of the fan-out item (``None`` for a whole stage); for a streaming
+    stage, ``"stream:<index>"`` for each produced item and ``"stream:end"``
+    for its end."""
     key: str = dataclasses.field(init=False, repr=False, compare=False)
     """The unit's key: sha256 of the canonical key document."""
 

@@ -165,7 +165,18 @@ class Actor:
             if run.durable is not None:
                 run.durable.fan_out_done(node, outcome, len(value))
         elif node.generator:
-            outcome = await produce(run, node, state, value, self.outlets)
+            if run.durable is None:
+                outcome = await produce(run, node, state, value, self.outlets)
+            else:
+                outlets = self.outlets
+                outcome = await run.durable.stream(
+                    node,
+                    state,
+                    value,
+                    lambda journal: produce(
+                        run, node, state, value, outlets, journal=journal
+                    ),
+                )
         else:
             state.started_at_ms = run.now_ms()
             if run.durable is None:
@@ -197,6 +208,8 @@ class Actor:
         outcome, ended = await consume(
             self.run, self.node, self.state, self.inlet, self.outlets
         )
+        if self.run.durable is not None:
+            self.run.durable.fan_out_done(self.node, outcome, self.state.items or 0)
         if not ended:
             # It failed before the stream ended: the producer's result will
             # land in the inbox's own slot, unread (its send never blocks).
@@ -215,7 +228,11 @@ class Actor:
             )
         if not outcome.ok:
             return self._finish_failure(outcome)
-        return self._finish(StageStatus.SUCCEEDED, output=outcome.output)
+        return self._finish(
+            StageStatus.SUCCEEDED,
+            output=outcome.output,
+            restored_from=outcome.restored_from,
+        )
 
     def _finish_failure(self, outcome: Outcome) -> StageResult[Any] | None:
         returned = outcome.returned

@@ -1,12 +1,18 @@
 """Durable runs in the kernel: consult and record the store around each unit.
 
-A *unit* is a stage, or one item of a fan-out stage. Before a unit runs, its
+A *unit* is a stage, one item of a fan-out stage, or one produced item (or
+the end) of a streaming stage. Before a unit runs, its
 key is computed (``_checkpoint._keys``); a success with that key journaled by
 the resumed run (or, for ``cache=True`` stages, by any run in the store) is
 restored instead of running the body: its output is decoded by the stage's
 declared type and its ``set_state`` and metric calls are replayed. A unit
 that runs and succeeds is journaled through the recorder, which writes off
 the event loop. Store problems never fail the run; they are events.
+
+A streaming stage is journaled item by item (:class:`StreamJournal`): a
+resumed run feeds the items journaled before to its consumers first, then
+restarts the generator at ``stream_cursor`` (or not at all, if the stream's
+end was journaled).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._checkpoint import Entry, FileStore, JournalContents, Store
-from .._checkpoint._codec import declared_type, decode, encode
+from .._checkpoint._codec import declared_item_type, declared_type, decode, encode
 from .._checkpoint._keys import KeyParts, UndigestableError, code_fingerprint, stage_key
 from .._checkpoint._recorder import Recorder, call_store, open_recorder
 from .._context import EFFECTS
@@ -147,6 +153,7 @@ class _Plan:
 
     code: str
     declared: Any
+    """The output's declared type; for a streaming stage, each item's."""
     cache: bool
 
 
@@ -209,9 +216,10 @@ class Durable:
         definition = node.definition
         plan = None
         if definition.checkpoint:
+            declare = declared_item_type if node.generator else declared_type
             plan = _Plan(
                 code_fingerprint(definition.stage),
-                declared_type(definition.stage, definition.output_type),
+                declare(definition.stage, definition.output_type),
                 definition.cache,
             )
         self._plans[node.index] = plan
@@ -236,12 +244,137 @@ class Durable:
             outcome.restored_from = source
         self._emit_restored(node, source, restored, count)
 
-    async def _unit(
-        self, node: Node, state: StageState, value: Any, index: int | None
+    async def stream(
+        self,
+        node: Node,
+        state: StageState,
+        value: Any,
+        produce: Callable[[StreamJournal | None], Awaitable[Outcome]],
     ) -> Outcome:
+        """Run a streaming stage through *produce*, journaled item by item.
+
+        Items the resumed run journaled (a prefix of the stream, with a key
+        that still matches) are restored and handed to *produce* to deliver
+        first; the stream's end, if journaled, means the generator is not
+        called at all. Each new item is journaled as it is produced, and the
+        end once the stream succeeds. Cancellation propagates (what was
+        journaled stays journaled).
+        """
+        self._report_damaged()
+        journal = await self._open_stream(node, value)
+        if journal is None:
+            self.ran += 1
+            return await produce(None)
+        token = EFFECTS.set(journal.effects)
+        try:
+            outcome = await produce(journal)
+        finally:
+            EFFECTS.reset(token)
+        journal.ended(outcome, state.items or 0)
+        return outcome
+
+    async def _open_stream(self, node: Node, value: Any) -> StreamJournal | None:
+        """Return the stream's journal, with what the resumed run journaled of it.
+
+        ``None`` when the stage is not checkpointed or its input has no key.
+        """
+        plan = self._plan(node)
+        if plan is None:
+            return None
+        definition = node.definition
+        try:
+            parts = stage_key(
+                self.run.graph.name, node.id, definition.version, plan.code, value
+            )
+        except UndigestableError as exc:
+            self._skipped(node, None, f"its input cannot be digested: {exc}")
+            return None
+        journal = StreamJournal(self, node, plan, parts)
+        end_key = journal.parts_of("end").key
+        entries = self.entries
+        end = entries.get(end_key)
+        cached = False
+        if end is None and plan.cache:
+            # Only a finished stream is reused from another run: its items
+            # come from that run's journal.
+            store = self.store
+            try:
+                end = await call_store(store, lambda: store.find(end_key))
+                if end is not None:
+                    run_id = end.run_id
+                    contents = await call_store(
+                        store, lambda: store.read_journal(run_id)
+                    )
+                    entries = {e.key: e for e in contents.entries}
+                    cached = True
+            except UnknownRunError:  # pruned meanwhile, say: a miss
+                end = None
+            except Exception as exc:  # a failing store is a miss, never an error
+                self.recorder._fail("find", exc)
+                end = None
+        found: list[Entry] = []
+        items: list[Any] = []
+        while True:
+            entry = entries.get(journal.parts_of(len(items)).key)
+            if entry is None:
+                break
+            try:
+                items.append(decode(entry.output, plan.declared))
+            except ValueError as exc:
+                self.corrupt(node.id, f"stored item of run {entry.run_id!r}: {exc}")
+                break
+            found.append(entry)
+        if end is not None:
+            count = _count(end.output)
+            if count is None:
+                self.corrupt(node.id, f"stored end of run {end.run_id!r} is damaged")
+                end = None
+            elif count > len(items):
+                end = None  # an item is missing (damaged): the stream runs on
+            else:
+                del items[count:]
+                del found[count:]
+        if cached and end is None:
+            items, found = [], []
+        if not found and end is None:
+            return journal
+        # Journaled again under this run (so resuming it restores them too),
+        # and their context calls replayed, in order.
+        restored = [*found, end] if end is not None else found
+        for entry in restored:
+            _replay(self.run.context, entry.effects)
+            self.recorder.record(
+                Entry(
+                    self.run.run_id,
+                    entry.parts,
+                    entry.output,
+                    entry.effects,
+                    time.time(),
+                    origin=entry.origin or entry.run_id,
+                )
+            )
+        self.restored += len(restored)
+        last = restored[-1]
+        journal.source = last.origin or last.run_id
+        journal.restored = items
+        journal.complete = end is not None
+        self._emit_restored(
+            node,
+            journal.source,
+            len(items),
+            len(items) if journal.complete else None,
+        )
+        return journal
+
+    def _report_damaged(self) -> None:
         if self._damaged is not None:
             self.corrupt(None, self._damaged)
             self._damaged = None
+
+    async def _unit(
+        self, node: Node, state: StageState, value: Any, index: int | None
+    ) -> Outcome:
+        self._report_damaged()
         plan = self._plan(node)
         parts = None
         if plan is not None:
@@ -387,6 +520,100 @@ class Durable:
                 total=total,
             )
             run.dispatch.emit("stage_restored", event)
+
+
+class StreamJournal:
+    """A durable run's record of one streaming stage.
+
+    Made by :meth:`Durable.stream`. The stream's producer delivers
+    ``restored`` first (as if an earlier attempt had), runs the generator
+    only if the stream is not ``complete``, and calls :meth:`record` with
+    each item it produces.
+    """
+
+    __slots__ = (
+        "_durable",
+        "_node",
+        "_plan",
+        "broken",
+        "complete",
+        "effects",
+        "parts",
+        "restored",
+        "source",
+    )
+
+    def __init__(self, durable: Durable, node: Node, plan: _Plan, parts: KeyParts):
+        self._durable = durable
+        self._node = node
+        self._plan = plan
+        self.parts = parts
+        """The stage's key parts; each item's and the end's differ in ``item``."""
+        self.restored: list[Any] = []
+        """Items the resumed run journaled, decoded, in production order."""
+        self.complete = False
+        """The resumed run journaled the stream's end: nothing more to produce."""
+        self.source: str | None = None
+        """The run that produced the last restored item (or the end)."""
+        self.effects: Effects = []
+        """Context calls made since the last journaled item."""
+        self.broken = False
+        """An item could not be journaled: nothing later is (a gap would be)."""
+
+    def parts_of(self, index: int | str) -> KeyParts:
+        """Return the key parts of item *index*, or of the stream's end (``"end"``)."""
+        p = self.parts  # not dataclasses.replace: 3x slower, once per item
+        return KeyParts(
+            p.pipeline, p.stage, p.version, p.code, p.input, f"stream:{index}"
+        )
+
+    def record(self, index: int, item: Any) -> None:
+        """Journal produced item *index*; never blocks, never raises.
+
+        Restored items are already journaled. An item (or a context call)
+        that cannot be encoded is reported once (``checkpoint_skipped``) and
+        ends the journaling of this stream.
+        """
+        if index < len(self.restored) or self.broken:
+            return
+        self._write(index, item)
+
+    def ended(self, outcome: Outcome, count: int) -> None:
+        """After the stream: journal its end if it succeeded; mark it restored."""
+        if self.complete:
+            if outcome.ok:
+                outcome.restored_from = self.source
+            return
+        if outcome.ok and not self.broken:
+            self._write("end", count)
+
+    def _write(self, index: int | str, output: Any) -> None:
+        durable = self._durable
+        declared = self._plan.declared if index != "end" else None
+        effects = tuple(self.effects)
+        self.effects.clear()
+        try:
+            text = encode(output, declared)
+            for _, _, effect in effects:
+                encode(effect)
+        except UnencodableOutputError as exc:
+            self.broken = True
+            where = index if isinstance(index, int) else None
+            durable._skipped(self._node, where, str(exc))
+            return
+        durable.ran += 1
+        durable.recorder.record(
+            Entry(durable.run.run_id, self.parts_of(index), text, effects, time.time())
+        )
+
+
+def _count(text: str) -> int | None:
+    """Return the item count a stream's end record holds, or None if damaged."""
+    try:
+        count = decode(text)
+    except ValueError:
+        return None
+    return count if type(count) is int and count >= 0 else None
 
 
 def _replay(

@@ -33,6 +33,7 @@ from ._state import new_result
 
 if TYPE_CHECKING:
     from .._graph import Node
+    from ._resume import StreamJournal
     from ._state import RunState, StageState
     from ._wiring import Item, ItemReceive, ItemSend
 
@@ -43,6 +44,8 @@ async def produce(
     state: StageState,
     value: Any,
     outlets: Sequence[ItemSend],
+    *,
+    journal: StreamJournal | None = None,
 ) -> Outcome:
     """Run a streaming stage to the end of its stream; return its outcome.
 
@@ -53,6 +56,11 @@ async def produce(
     that raises, or a timeout, fails it with the items so far in
     ``metadata["items"]``. Cancellation closes the generator (its
     ``finally`` runs) and propagates. Closes *outlets* whatever happens.
+
+    In a durable run *journal* records each item as it is produced; the
+    items it restored are delivered first and count as delivered (the
+    generator starts at ``stream_cursor`` = their number), and a stream
+    whose end it restored is not run at all.
     """
     definition = node.definition
     clock = run.clock
@@ -75,6 +83,8 @@ async def produce(
             kept.append(item)
         if digests is not None:
             digests.append(digest(item))
+        if journal is not None:
+            journal.record(index, item)
         return index
 
     live = run.live
@@ -98,8 +108,13 @@ async def produce(
         with trio.CancelScope(
             deadline=begin + whole / 1000 if whole is not None else float("inf")
         ) as scope:
+            if journal is not None:
+                # Journaled by the resumed run: delivered first, as if by an
+                # earlier attempt.
+                for item in journal.restored:
+                    await deliver((produced(item), item))
             attempt = 0
-            while True:
+            while journal is None or not journal.complete:
                 attempt += 1
                 delivered = state.items or 0
                 _started(run, node, state, attempt)
@@ -244,7 +259,7 @@ async def _pull(
                 if known is not None and digest(item) != known[index]:
                     error = StreamReplayMismatch(
                         f"stage {node.id!r}: item {index} differs from the one "
-                        "delivered before the retry (verify_replay)"
+                        "delivered before this attempt (verify_replay)"
                     )
                     break
                 index += 1
@@ -355,7 +370,10 @@ async def consume(
 
     async def one(index: int, item: Any, cancel_scope: trio.CancelScope) -> None:
         available = clock.current_time()
-        outcome = await attempts(run, node, state, item, index)
+        if run.durable is None:
+            outcome = await attempts(run, node, state, item, index)
+        else:
+            outcome = await run.durable.item(node, state, item, index)
         item_ended(run, node, state, index, outcome, available=available)
         if outcome.ok or collect:
             output = outcome.output if outcome.ok else None
