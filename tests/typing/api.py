@@ -156,3 +156,25 @@ def testing_kit() -> None:
     assert_type(crashed.crashed_at, float | None)
     resumed = run_test(definition, store=store, resume=crashed.run_id)
     assert_type(resumed.result, PipelineResult)
+
+
+async def live(executor: PipelineExecutor, pipeline: PipelineDefinition) -> None:
+    """Watching a run: item taps, progress taps, the result."""
+    from actors import ItemTap, LiveRun, Progress, ProgressTap, TapItem
+
+    async with executor.open_run(pipeline, "query") as opened:
+        assert_type(opened, LiveRun)
+        async with opened.tap("summaries") as items:
+            assert_type(items, ItemTap)
+            async for item in items:
+                assert_type(item, TapItem)
+                assert_type(item.index, int)
+        async with opened.progress(stage="summaries", buffer=16) as values:
+            assert_type(values, ProgressTap)
+            async for value in values:
+                assert_type(value, Progress)
+                assert_type(value.item, int | None)
+            assert_type(values.dropped, int)
+        opened.cancel("enough")
+        assert_type(await opened.wait(), PipelineResult)
+    assert_type(opened.result, PipelineResult)
