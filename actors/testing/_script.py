@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeAlias, overload
@@ -244,34 +245,43 @@ def _stream(plan: Sequence[Yields]) -> StreamFunction:
     ) -> AsyncIterator[Any]:
         current = _current()
         outcome = plan[min(current.attempt, len(plan)) - 1]
-        recorder = current.recorder
-        call = Call(
-            stage=current.stage_id,
-            item=current.item_index,
-            attempt=current.attempt,
-            input=value,
-            started=recorder.now(),
-            outcome=outcome,
-        )
-        if not recorder.stopped:
-            recorder.calls.append(call)
-        try:
+        # Ended also when the library closes it early (GeneratorExit).
+        with _recorded(current, value, outcome):
             for item in outcome.values:
                 await trio.sleep(outcome.every)
                 yield item
             if outcome.then is not None:
                 await outcome.then.play(value)
-        except trio.Cancelled:
-            if not recorder.stopped:
-                call.cancelled = True
-            raise
-        finally:
-            # Also when the library closes it early (GeneratorExit).
-            if not recorder.stopped:
-                call.ended = recorder.now()
 
     scripted_stream.__qualname__ = f"script({', '.join(map(repr, plan))})"
     return scripted_stream
+
+
+@contextlib.contextmanager
+def _recorded(
+    current: Attempt, value: Any, outcome: Outcome | Yields
+) -> Iterator[None]:
+    """Record one call of a scripted stage: started now, ended with the block."""
+    recorder = current.recorder
+    call = Call(
+        stage=current.stage_id,
+        item=current.item_index,
+        attempt=current.attempt,
+        input=value,
+        started=recorder.now(),
+        outcome=outcome,
+    )
+    if not recorder.stopped:
+        recorder.calls.append(call)
+    try:
+        yield
+    except trio.Cancelled:
+        if not recorder.stopped:
+            call.cancelled = True
+        raise
+    finally:
+        if not recorder.stopped:
+            call.ended = recorder.now()
 
 
 def _current() -> Attempt:
@@ -316,26 +326,8 @@ class ScriptedStage:
         """Play the outcome of the current attempt; record the call."""
         current = _current()
         outcome = self._outcome(current.item_index, current.attempt)
-        recorder = current.recorder
-        call = Call(
-            stage=current.stage_id,
-            item=current.item_index,
-            attempt=current.attempt,
-            input=value,
-            started=recorder.now(),
-            outcome=outcome,
-        )
-        if not recorder.stopped:
-            recorder.calls.append(call)
-        try:
+        with _recorded(current, value, outcome):
             return await outcome.play(value)
-        except trio.Cancelled:
-            if not recorder.stopped:
-                call.cancelled = True
-            raise
-        finally:
-            if not recorder.stopped:
-                call.ended = recorder.now()
 
     def __repr__(self) -> str:
         return f"ScriptedStage({self._plans!r})"
