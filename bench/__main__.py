@@ -18,6 +18,7 @@ from . import (
     _offload,
     _profile,
     _scaling,
+    _streaming,
 )
 from ._common import Row, machine, table
 
@@ -30,6 +31,7 @@ PARTS: dict[str, Callable[[bool], list[Row]]] = {
     "makespan": _makespan.run,
     "offload": _offload.run,
     "durable": _durable.run,
+    "streaming": _streaming.run,
 }
 EXTRA: dict[str, Callable[[bool], list[Row]]] = {
     "limits": _limits.run,

@@ -25,6 +25,7 @@ from actors import PipelineContext, PipelineExecutor
 from ._cancel import Clock, blocked_pipeline
 from ._common import Row, chain, pipeline_of
 from ._fanout import fan_out
+from ._streaming import streamed
 
 TOP = 14
 
@@ -67,7 +68,7 @@ def _rows(section: str, unit: str, table: list[tuple[str, float, float]]) -> lis
 
 
 def run(quick: bool = False) -> list[Row]:
-    """Profile a 10,000-stage chain, a 100,000-item fan-out and a cancelled run."""
+    """Profile a 10,000-stage chain, 100,000 items, a stream and a cancelled run."""
     structlog.reset_defaults()  # (a): nothing configured
     executor = PipelineExecutor()
     rows: list[Row] = []
@@ -86,6 +87,12 @@ def run(quick: bool = False) -> list[Row]:
             "item",
             _profile(lambda f=fan: executor.execute(f, items), 100_000, 1),  # type: ignore[misc]  # default binds the loop value
         )
+    stream = streamed(20_000, 8)
+    rows += _rows(
+        "profile streaming",
+        "item",
+        _profile(lambda: executor.execute(stream), 20_000, 3),
+    )
     cancelled = blocked_pipeline(1_000, Clock(), trigger=False)
 
     async def cancel() -> None:

@@ -194,6 +194,31 @@ async def test_items_in_flight_never_exceed_the_bound(
     assert consumer.starved_ms == 0.0  # the consumer was never short of items
 
 
+async def test_starved_ms_sums_the_free_slots_waiting_for_items(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Two slots, an item every 1 s taking 0.5 s: the slots wait 6 s in all."""
+    log: Log = []
+    result = await execute(
+        pipeline(
+            StageDefinition("p", ticks(5, 1)),
+            StageDefinition(
+                "c",
+                item_worker(0.5, log),
+                inputs=["p"],
+                pattern=FAN_OUT,
+                max_concurrency=2,
+            ),
+        )
+    )
+    assert times(log, "c start ") == {str(i): float(i) for i in range(5)}
+    consumer = result.stage_results["c"].profile
+    assert consumer is not None
+    # The slots take turns (trio wakes waiting receivers in order) and wait
+    # 0-1, 0.5-2, 1.5-3, 2.5-4, then 3.5-4 for the end of the stream.
+    assert (consumer.starved_ms, consumer.finished_at_ms) == (6000.0, 4500.0)
+
+
 async def test_a_chain_of_fan_outs_runs_depth_first(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

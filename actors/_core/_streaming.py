@@ -71,7 +71,7 @@ async def produce(
     state.attempt_ms = []
     state.started_at_ms = run.now_ms()
     begin = clock.current_time()
-    consumers = list(outlets)
+    consumers = tuple(outlets)
     digests: list[bytes] | None = [] if definition.verify_replay else None
 
     def produced(item: Any) -> int:
@@ -92,11 +92,14 @@ async def produce(
         current_emitter.set(partial(live.emit, node, None))
 
     async def deliver(pair: Item) -> None:
-        for outlet in list(consumers):
+        nonlocal consumers
+        for outlet in consumers:
             try:
                 await outlet.send(pair)
             except trio.BrokenResourceError:
-                consumers.remove(outlet)  # that consumer stopped taking items
+                # That consumer stopped taking items. A new tuple, not a copy
+                # per item to iterate over.
+                consumers = tuple(o for o in consumers if o is not outlet)
         if live is not None:  # the caller's taps: after the consumers
             await live.publish(node, *pair)
 
@@ -381,7 +384,8 @@ async def consume(
                 collected.append((index, outcome))
             if keep:
                 outputs[index] = output
-            await forward((index, output))
+            if consumers:  # a frame less per item for a fan-out feeding no one
+                await forward((index, output))
             if run.live is not None:
                 error = None if outcome.ok else outcome.error
                 await run.live.publish(node, index, output, error)
@@ -401,11 +405,17 @@ async def consume(
 
     async def worker(cancel_scope: trio.CancelScope) -> None:
         while not failures:
-            pair = await starving_receive()
-            if pair is None:
+            # starving_receive, inlined: a coroutine frame less per item.
+            wait = clock.current_time()
+            try:
+                index, item = await inlet.receive()
+            except trio.EndOfChannel:
                 return
-            arrived(pair[0])
-            await one(pair[0], pair[1], cancel_scope)
+            finally:
+                assert state.starved_ms is not None
+                state.starved_ms += (clock.current_time() - wait) * 1000
+            arrived(index)
+            await one(index, item, cancel_scope)
 
     limit = definition.max_concurrency
     try:
