@@ -69,8 +69,14 @@ class Recorder(Observer):
         self.events.append(event)
 
     def stage_started(self, event: StageStarted) -> None:
-        """Keep the event."""
+        """Keep the event; tell a streaming stage which attempt it plays.
+
+        A stream's generator runs outside the attempt hooks, in the task that
+        emits this event, right after it: the attempt is made current there.
+        """
         self.events.append(event)
+        if event.item_index is None:
+            CURRENT.set(Attempt(self, event.stage_id, None, event.attempt))
 
     def stage_retrying(self, event: StageRetrying) -> None:
         """Keep the event."""
