@@ -1,9 +1,11 @@
-"""Chaos property suite: random DAGs and faults, executor vs model.
+"""Chaos property suite: random DAGs and faults, executor vs the public oracle.
 
-Each example builds a real pipeline from a random :class:`~tests.strategies.Plan`,
-runs it in a fresh ``trio.run`` under a mock clock (virtual time, exact),
-and compares what happened with :func:`tests.model.expect`, then checks the
-documented invariants on the recorded trace.
+Each example draws a random definition (:func:`strategies.definitions`, with
+streams and the fan-outs they feed) and a fault plan for it from the public
+:func:`actors.testing.strategies.fault_plans`, runs ``plan.apply(definition)``
+in a fresh ``trio.run`` under a mock clock (virtual time, exact), compares
+what happened with :func:`actors.testing.oracle.expect`, then checks the
+documented invariants on the recorded calls and events.
 
 The normal test run uses the fast profile (a few hundred examples). Set
 ``ACTORS_CHAOS=large`` for the large profile (10,000 examples)::
@@ -14,9 +16,7 @@ The normal test run uses the fast profile (a few hundred examples). Set
 from __future__ import annotations
 
 import os
-import re
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
@@ -24,21 +24,10 @@ import pytest
 import trio
 import trio.testing
 from hypothesis import HealthCheck, example, given, settings
-from model import NEVER, Expected, Time, expect
-from strategies import (
-    INTERRUPT_LAG,
-    SLOW,
-    Fault,
-    Kind,
-    Plan,
-    Retry,
-    StageSpec,
-    plans,
-)
+from strategies import Case, cases, unplanned, unplanned_stream
 
 from actors import (
     ExecutionPattern,
-    Observer,
     PipelineContext,
     PipelineDefinition,
     PipelineExecutor,
@@ -53,6 +42,17 @@ from actors import (
     StageStatus,
     StageUnresponsive,
     success_result,
+)
+from actors.testing import Call, Recorder, with_stages
+from actors.testing._plan import PlannedStage, PlannedStream
+from actors.testing.oracle import (
+    Act,
+    Expectation,
+    FaultPlan,
+    Scenario,
+    StagePlan,
+    Step,
+    expect,
 )
 
 WATCHDOG = 1_000_000.0
@@ -76,9 +76,14 @@ _PROFILE = os.environ.get("ACTORS_CHAOS", "fast")
 CHAOS = _PROFILES[_PROFILE]
 
 
-def ms(t: Time) -> float:
-    """Convert a model time to the executor's rounded milliseconds."""
+def ms(t: Fraction | float) -> float:
+    """Convert a time in seconds to the executor's rounded milliseconds."""
     return round(float(t) * 1000, 6)
+
+
+def seconds(t: Fraction | float) -> float:
+    """Round a time in seconds as the recorder does (to 1 ns)."""
+    return round(float(t), 9)
 
 
 class TaskCounter(trio.abc.Instrument):
@@ -96,177 +101,31 @@ class TaskCounter(trio.abc.Instrument):
         self.live -= 1
 
 
-@dataclass
-class Attempt:
-    """One call of a stage function, as the stage itself saw it."""
+class ObjectStage:
+    """The object form of a planned stage: ``name`` and ``async execute``.
 
-    stage: str
-    item: int | None
-    number: int
-    start: float
-    input: Any
-    end: float | None = None
-    cancelled_at: float | None = None
+    A planned contract breach (a returned coroutine) becomes the object
+    form's own: ``execute`` returning an int.
+    """
 
-
-@dataclass
-class Trace:
-    """Everything recorded during one run."""
-
-    attempts: list[Attempt] = field(default_factory=list)
-    numbers: Counter[tuple[str, int | None]] = field(default_factory=Counter)
-    active: Counter[str] = field(default_factory=Counter)
-    peak: Counter[str] = field(default_factory=Counter)
-    started: list[StageStarted] = field(default_factory=list)
-    retrying: list[StageRetrying] = field(default_factory=list)
-    finished: list[StageFinished] = field(default_factory=list)
-    unresponsive: list[StageUnresponsive] = field(default_factory=list)
-
-
-class Recorder(Observer):
-    """Keeps the executor's events in the trace."""
-
-    def __init__(self, trace: Trace) -> None:
-        self.trace = trace
-
-    def stage_started(self, event: StageStarted) -> None:
-        """Record an attempt start."""
-        self.trace.started.append(event)
-
-    def stage_retrying(self, event: StageRetrying) -> None:
-        """Record a retry."""
-        self.trace.retrying.append(event)
-
-    def stage_finished(self, event: StageFinished) -> None:
-        """Record a terminal status."""
-        self.trace.finished.append(event)
-
-    def stage_unresponsive(self, event: StageUnresponsive) -> None:
-        """Record an unresponsive stage (none is expected: chaos stages cooperate)."""
-        self.trace.unresponsive.append(event)
-
-
-_WRONG = object()
-
-
-def _item_index(value: Any) -> int:
-    """Recover a fan-out item's index from its value (``[stage, [stage, j]]``)."""
-    while isinstance(value, list):
-        value = value[1]
-    assert isinstance(value, int)
-    return value
-
-
-def _body(spec: StageSpec, trace: Trace) -> Any:
-    """Return the stage function for *spec*: it sleeps, records, then acts its fault."""
-
-    async def body(value: Any, context: PipelineContext[Any]) -> Any:
-        item = _item_index(value) if spec.pattern is ExecutionPattern.FAN_OUT else None
-        key = (spec.id, item)
-        trace.numbers[key] += 1
-        fault = spec.fault_of(item)
-        kind = fault.attempt(trace.numbers[key])
-        attempt = Attempt(spec.id, item, trace.numbers[key], trio.current_time(), value)
-        trace.attempts.append(attempt)
-        trace.active[spec.id] += 1
-        trace.peak[spec.id] = max(trace.peak[spec.id], trace.active[spec.id])
-        try:
-            if kind is Kind.HANG:
-                await trio.sleep_forever()
-            elif kind is Kind.SLOW:
-                await trio.sleep(float(SLOW))
-            elif kind is Kind.INTERRUPT:
-                await trio.sleep(float(fault.base + INTERRUPT_LAG + spec.eps(item)))
-            else:
-                await trio.sleep(float(fault.base + spec.eps(item)))
-        except trio.Cancelled:
-            attempt.cancelled_at = trio.current_time()
-            raise
-        finally:
-            trace.active[spec.id] -= 1
-        attempt.end = trio.current_time()
-        if kind is Kind.INTERRUPT:
-            raise KeyboardInterrupt
-        if kind is Kind.RAISE:
-            raise ValueError("boom")
-        if kind is Kind.WRONG:
-            return _WRONG
-        if item is not None:
-            return [spec.index, value]
-        return list(range(spec.emit)) if spec.emit is not None else spec.id
-
-    return body
-
-
-class _ObjectStage:
-    """The object form of a stage: ``name`` and ``async execute``."""
-
-    def __init__(self, spec: StageSpec, body: Any) -> None:
-        self.name = f"object {spec.id}"
+    def __init__(self, stage_id: str, body: PlannedStage) -> None:
+        self.name = f"object {stage_id}"
         self._body = body
 
     async def execute(self, input: Any, context: PipelineContext[Any]) -> StageResult:
         output = await self._body(input, context)
-        if output is _WRONG:
+        if hasattr(output, "close") and hasattr(output, "cr_code"):
+            output.close()
             return 42  # type: ignore[return-value]  # the fault: a wrong type
         return success_result(output, self.name)
 
 
-def _retry_config(retry: Retry | None) -> RetryConfig | None:
-    if retry is None:
-        return None
-    return RetryConfig(
-        max_attempts=retry.max_attempts,
-        initial_delay_ms=retry.initial_delay_ms,
-        backoff_multiplier=retry.backoff_multiplier,
-        max_delay_ms=retry.max_delay_ms,
-        retryable_errors=retry.retryable_errors,
-        retry_on=(ValueError,) if retry.retry_on_value_error else None,
-    )
-
-
-def build(plan: Plan, trace: Trace) -> PipelineDefinition:
-    """Return the real pipeline of *plan*, declared in ``plan.order``."""
-    definitions = []
-    for index in plan.order:
-        spec = plan.stages[index]
-        body = _body(spec, trace)
-        stage: Any = _ObjectStage(spec, body) if spec.object_form else body
-        condition = None
-        if spec.condition is not None:
-            answer = spec.condition
-
-            def condition(context: PipelineContext[Any], answer: bool = answer) -> bool:
-                return answer
-
-        definitions.append(
-            StageDefinition(
-                spec.id,
-                stage,
-                pattern=spec.pattern,
-                inputs=[f"s{i}" for i in spec.inputs],
-                condition=condition,
-                retry_config=_retry_config(spec.retry),
-                timeout_ms=spec.timeout_ms,
-                critical=spec.critical,
-                max_concurrency=spec.max_concurrency,
-                item_failures="collect" if spec.item_failures == "collect" else "fail",
-                min_successes=spec.min_successes,
-            )
-        )
-    return PipelineDefinition(
-        name="chaos",
-        stages=definitions,
-        fail_fast=plan.fail_fast,
-        timeout_ms=None if plan.timeout_ms is None else float(plan.timeout_ms),
-    )
-
-
 @dataclass
 class Observed:
-    """How one run ended, from the caller's side."""
+    """How one run ended, from the caller's side, and what it recorded."""
 
-    trace: Trace
+    recorder: Recorder
+    streams: dict[str, PlannedStream]
     result: PipelineResult | None = None
     interrupted: bool = False
     watchdog: bool = False
@@ -274,17 +133,39 @@ class Observed:
     live_before: int = 0
     live_after: int = 0
 
+    @property
+    def calls(self) -> list[Call]:
+        """Every call of a planned stage."""
+        return self.recorder.calls
 
-def run_plan(plan: Plan) -> Observed:
-    """Run *plan* for real, in a fresh trio run under a mock clock."""
-    trace = Trace()
-    observed = Observed(trace)
-    pipeline = build(plan, trace)
+
+def build(case: Case) -> PipelineDefinition:
+    """Return the definition the plan acts, some stages in object form."""
+    applied = case.plan.apply(case.definition)
+    objects = {
+        stage.id: ObjectStage(stage.id, stage.stage)
+        for stage in applied.stages
+        if stage.id in case.object_form
+    }
+    return with_stages(applied, **objects) if objects else applied
+
+
+def run_case(case: Case) -> Observed:
+    """Run the planned definition for real, in a fresh trio run under a mock clock."""
+    pipeline = build(case)
+    recorder = Recorder()
+    streams = {
+        stage.id: stage.stage
+        for stage in pipeline.stages
+        if isinstance(stage.stage, PlannedStream)
+    }
+    observed = Observed(recorder, streams)
     counter = TaskCounter()
-    executor = PipelineExecutor(log_events=False, observers=[Recorder(trace)])
+    executor = PipelineExecutor(log_events=False, observers=[recorder])
+    cancel_at = case.plan.cancel_at
 
     async def main() -> None:
-        token = trio.Event() if plan.cancel_at is not None else None
+        token = trio.Event() if cancel_at is not None else None
         context: PipelineContext[None] = PipelineContext(cancel_token=token)
 
         setter_alive = [False]
@@ -299,14 +180,14 @@ def run_plan(plan: Plan) -> Observed:
                 setter_alive[0] = False
 
         async with trio.open_nursery() as nursery:
-            if plan.cancel_at is not None:
-                nursery.start_soon(set_token, float(plan.cancel_at))
+            if cancel_at is not None:
+                nursery.start_soon(set_token, float(cancel_at))
             await trio.testing.wait_all_tasks_blocked()
             observed.live_before = counter.live - setter_alive[0]
             with trio.move_on_after(WATCHDOG) as watchdog:
                 try:
                     observed.result = await executor.execute(
-                        pipeline, list(range(plan.initial)), context
+                        pipeline, case.plan.initial_input, context
                     )
                 except KeyboardInterrupt:
                     observed.interrupted = True
@@ -323,44 +204,42 @@ def run_plan(plan: Plan) -> Observed:
     return observed
 
 
-def check(plan: Plan, expected: Expected, observed: Observed) -> None:
-    """Compare one run with the model and check every documented invariant."""
-    trace = observed.trace
+def events(observed: Observed, kind: type[Any]) -> list[Any]:
+    """The recorded events of one kind."""
+    return [e for e in observed.recorder.events if isinstance(e, kind)]
+
+
+def check(case: Case, expectation: Expectation, observed: Observed) -> None:
+    """Compare one run with the oracle and check every documented invariant."""
     # No task outlives execute, however it ended.
     assert observed.live_before == observed.live_after
-    # Every attempt that started either ended or saw Cancelled.
-    assert all(a.end is not None or a.cancelled_at is not None for a in trace.attempts)
-    assert trace.unresponsive == []
-    # Fan-out never runs more items at once than its limit.
-    for spec in plan.stages:
-        if spec.max_concurrency is not None:
-            assert trace.peak[spec.id] <= spec.max_concurrency
-    _check_retries(plan, trace)
-    _check_cancellation_times(plan, expected, trace)
+    # Every call that started either ended or saw Cancelled (its finally ran).
+    assert all(call.ended is not None for call in observed.calls)
+    assert events(observed, StageUnresponsive) == []
+    _check_concurrency(case, observed)
+    _check_retries(case, observed)
+    scenario = _scenario(expectation, observed)
+    _check_cancellation_times(case, scenario, observed)
 
-    if expected.hangs:
+    if expectation.hangs:
         assert observed.watchdog
         assert observed.end == WATCHDOG
         return
     assert not observed.watchdog, "the run did not end inside the virtual watchdog"
-    assert observed.interrupted in expected.interrupt
     if observed.interrupted:
-        assert observed.end == float(expected.interrupt_at)
-        return
+        return  # the scenario matched: interrupted, and when
 
     result = observed.result
     assert result is not None
-    assert observed.end == float(expected.end)
-    assert result.total_duration_ms == ms(expected.end)
-    assert result.status in expected.statuses
     assert result.success is (result.status is PipelineStatus.SUCCEEDED)
     # Success is exactly: every critical stage succeeded or was skipped, and
     # the run was not cut (a cut that comes after every stage ended is none).
+    stages = case.definition.stages
     critical_ok = all(
-        result.stage_results[spec.id].status
+        result.stage_results[stage.id].status
         in (StageStatus.SUCCEEDED, StageStatus.SKIPPED)
-        for spec in plan.stages
-        if spec.critical
+        for stage in stages
+        if stage.critical
     )
     cut = result.status in (PipelineStatus.CANCELLED, PipelineStatus.TIMED_OUT)
     assert result.success is (critical_ok and not cut)
@@ -369,10 +248,10 @@ def check(plan: Plan, expected: Expected, observed: Observed) -> None:
         assert any(
             r.status is StageStatus.CANCELLED for r in result.stage_results.values()
         )
-    ids = [plan.stages[i].id for i in plan.order]
+    ids = [stage.id for stage in stages]
     # Every stage has exactly one terminal status, reported once.
     assert list(result.stage_results) == ids
-    assert sorted(e.stage_id for e in trace.finished) == sorted(ids)
+    assert sorted(e.stage_id for e in events(observed, StageFinished)) == sorted(ids)
     assert result.failed_stages == [
         i for i in ids if result.stage_results[i].status is StageStatus.FAILED
     ]
@@ -382,167 +261,242 @@ def check(plan: Plan, expected: Expected, observed: Observed) -> None:
         if result.stage_results[i].status
         in (StageStatus.SUCCEEDED, StageStatus.SKIPPED)
     }
-    for stage in expected.stages:
-        _check_stage(stage, result)
-    _check_starts(plan, expected, result, trace)
+    _check_starts(case, scenario, result, observed)
 
 
-def _check_stage(stage: Any, result: PipelineResult) -> None:
-    spec = stage.spec
-    actual = result.stage_results[spec.id]
-    status = actual.status.value
-    matching = [alt for alt in stage.alternatives if alt.status == status]
-    assert matching, (spec.id, status, stage.alternatives)
-    assert actual.profile is not None
-    assert any(
-        alt.attempts[0] <= actual.attempts <= alt.attempts[1]
-        and actual.profile.finished_at_ms == ms(alt.finish)
-        for alt in matching
-    ), (spec.id, actual.attempts, actual.profile.finished_at_ms, matching)
-    if status == stage.natural_status:
-        if status in (StageStatus.SUCCEEDED, StageStatus.SKIPPED):
-            assert result.outputs[spec.id] == stage.output
-        if stage.error is not None and status in (
-            StageStatus.FAILED,
-            StageStatus.UPSTREAM_FAILED,
-        ):
-            assert actual.error is not None
-            assert re.search(stage.error, actual.error), (stage.error, actual.error)
-    if status == StageStatus.SKIPPED:
-        assert actual.metadata["skipped"] is True
-    if status == stage.natural_status and stage.item_errors is not None:
-        # A collecting fan-out that ran all its items: exactly these failed.
-        assert sorted(actual.item_errors) == sorted(stage.item_errors)
-        for index, pattern in stage.item_errors.items():
-            assert re.search(pattern, actual.item_errors[index])
-        assert actual.partial is bool(stage.item_errors)
-        if status == StageStatus.FAILED and stage.items:
-            assert actual.metadata == {"partial": stage.partial}
+def _scenario(expectation: Expectation, observed: Observed) -> Scenario:
+    """The scenario the run followed; fails naming the differences if none."""
+    run: Any = observed.result
+    if observed.watchdog:
+        matching = [s for s in expectation.scenarios if s.hangs]
+        assert matching, "the run hung, which the oracle did not expect"
+        return matching[0]
+    if observed.interrupted:
+        matching = [
+            s
+            for s in expectation.scenarios
+            if True in s.interrupted and s.interrupted_at == Fraction(observed.end)
+        ]
+        assert matching, (observed.end, expectation.scenarios)
+        return matching[0]
+    assert run is not None
+    assert ms(observed.end) == run.total_duration_ms
+    for scenario in expectation.scenarios:
+        if not scenario.problems(run):
+            return scenario
+    expectation.assert_matches(run)  # raises, naming what differs
+    raise AssertionError("unreachable")
 
 
-def _check_starts(
-    plan: Plan, expected: Expected, result: PipelineResult, trace: Trace
-) -> None:
-    """No stage starts before its inputs finished, and each gets the right input."""
-    by_id = {stage.spec.id: stage for stage in expected.stages}
-    for attempt in trace.attempts:
-        spec = by_id[attempt.stage].spec
-        for source in spec.inputs:
-            profile = result.stage_results[f"s{source}"].profile
-            assert profile is not None
-            assert profile.finished_at_ms is not None
-            assert ms(Fraction(attempt.start)) >= profile.finished_at_ms
-        if attempt.item is None:
-            assert attempt.input == by_id[attempt.stage].input
+def _busy(calls: list[Call]) -> int:
+    """The most calls running at once (a call ending at t frees its slot at t)."""
+    edges = sorted(
+        [(c.started, 1) for c in calls] + [(c.ended or 0.0, -1) for c in calls]
+    )
+    peak = running = 0
+    for _, step in edges:
+        running += step
+        peak = max(peak, running)
+    return peak
 
 
-def _check_retries(plan: Plan, trace: Trace) -> None:
+def _check_concurrency(case: Case, observed: Observed) -> None:
+    """A fan-out never runs more items at once than its limit."""
+    for stage in case.definition.stages:
+        if stage.max_concurrency is not None:
+            calls = [c for c in observed.calls if c.stage == stage.id]
+            assert _busy(calls) <= stage.max_concurrency, stage.id
+
+
+def _check_retries(case: Case, observed: Observed) -> None:
     """Retry delays follow the formula exactly; the next attempt starts on time."""
-    specs = {spec.id: spec for spec in plan.stages}
+    retries = {stage.id: stage.retry_config for stage in case.definition.stages}
     starts: dict[tuple[str, int | None, int], float] = {
-        (e.stage_id, e.item_index, e.attempt): e.at_ms for e in trace.started
+        (e.stage_id, e.item_index, e.attempt): e.at_ms
+        for e in events(observed, StageStarted)
     }
-    for event in trace.retrying:
-        retry = specs[event.stage_id].retry
+    for event in events(observed, StageRetrying):
+        retry = retries[event.stage_id]
         assert retry is not None
-        expected_ms = min(
-            retry.initial_delay_ms * retry.backoff_multiplier ** (event.attempt - 1),
-            retry.max_delay_ms,
-        )
-        assert event.delay_ms == expected_ms
+        assert event.delay_ms == retry.delay_ms(event.attempt + 1)
         following = starts.get((event.stage_id, event.item_index, event.attempt + 1))
         if following is not None:
             assert following == round(event.at_ms + event.delay_ms, 6)
 
 
-def _check_cancellation_times(plan: Plan, expected: Expected, trace: Trace) -> None:
+def _check_cancellation_times(
+    case: Case, scenario: Scenario, observed: Observed
+) -> None:
     """After a cancel at T nothing starts; cooperating stages see Cancelled at T.
 
     Cancelled also arrives at an attempt's own timeout, and, inside a fan-out,
-    when another item of the same stage failed.
+    when another item of the same stage failed; a stream's generator also at
+    its per-item or whole-stream timeout.
     """
-    cut = min(expected.cancel_at, expected.interrupt_at)
-    specs = {spec.id: spec for spec in plan.stages}
-    local = {stage.spec.id: stage.item_failure_at for stage in expected.stages}
-    local_interrupt = {
-        stage.spec.id: stage.item_interrupt_at for stage in expected.stages
-    }
-    for attempt in trace.attempts:
-        if cut != NEVER:
-            assert Fraction(attempt.start) <= cut, "an attempt started after the cancel"
-        if attempt.cancelled_at is None:
-            continue
-        at = Fraction(attempt.cancelled_at)
-        spec = specs[attempt.stage]
-        legal: set[Time] = {cut, local[spec.id], local_interrupt[spec.id]}
-        if spec.timeout_ms is not None:
-            legal.add(Fraction(attempt.start) + Fraction(spec.timeout_ms, 1000))
-        if expected.hangs:
-            legal.add(Fraction(WATCHDOG))
-        assert at in legal, (attempt, legal)
-    for event in trace.started:
-        if cut != NEVER:
+    cuts = [
+        t for t in (scenario.cancelled_at, scenario.interrupted_at) if t is not None
+    ]
+    cut = seconds(min(cuts)) if cuts else None
+    stages = {stage.id: stage for stage in case.definition.stages}
+    for call in observed.calls:
+        assert call.ended is not None
+        if cut is not None:
+            assert call.started <= cut, "a call started after the cancel"
+            assert call.ended <= cut
+        if not call.cancelled or call.stage in observed.streams:
+            continue  # a stream's waits for items are timed out of the call's sight
+        stage = stages[call.stage]
+        stopped = scenario.stages[call.stage].stopped_at
+        legal = {cut, None if stopped is None else seconds(stopped)}
+        if stage.timeout_ms is not None:
+            legal.add(
+                seconds(
+                    Fraction(call.started) + Fraction(repr(stage.timeout_ms)) / 1000
+                )
+            )
+        if scenario.hangs:
+            legal.add(WATCHDOG)
+        assert call.ended in legal, (call, legal)
+    for event in events(observed, StageStarted):
+        if cut is not None:
             assert event.at_ms <= ms(cut)
+
+
+def _check_starts(
+    case: Case, scenario: Scenario, result: PipelineResult, observed: Observed
+) -> None:
+    """No stage starts before its inputs finished, and each gets the right input."""
+    stages = {stage.id: stage for stage in case.definition.stages}
+    fed = _stream_fed(case.definition)
+    for call in observed.calls:
+        if call.stage in fed:
+            continue  # it starts on its stream's first item
+        for source in stages[call.stage].inputs:
+            profile = result.stage_results[source].profile
+            assert profile is not None
+            assert profile.finished_at_ms is not None
+            assert ms(call.started) >= profile.finished_at_ms
+        if call.item is None:
+            assert call.input == scenario.stages[call.stage].input
+
+
+def _stream_fed(definition: PipelineDefinition) -> dict[str, str]:
+    """Each FAN_OUT fed by a stream, and the stage feeding it."""
+    streaming = {s.id for s in definition.stages if s.stage is unplanned_stream}
+    fed: dict[str, str] = {}
+    changed = True
+    while changed:
+        changed = False
+        for stage in definition.stages:
+            if (
+                stage.id not in fed
+                and stage.pattern is ExecutionPattern.FAN_OUT
+                and stage.inputs
+                and (stage.inputs[0] in streaming or stage.inputs[0] in fed)
+            ):
+                fed[stage.id] = stage.inputs[0]
+                changed = True
+    return fed
+
+
+def case(
+    stages: list[StageDefinition],
+    plans: dict[str, StagePlan],
+    *,
+    initial: int = 0,
+    order: list[int] | None = None,
+    **options: Any,
+) -> Case:
+    """An explicit chaos example: stages declared in *order*, and their plans."""
+    declared = stages if order is None else [stages[i] for i in order]
+    definition = PipelineDefinition(name="chaos", stages=declared, **options)
+    return Case(definition, FaultPlan(plans, initial=initial), frozenset())
+
+
+def after(k: int, n: int = 1, stage: int = 0) -> Fraction:
+    """``k / n`` seconds plus stage *stage*'s own offset."""
+    return Fraction(k, n) + Fraction(stage + 1, 2**10)
+
+
+RETURNS = Act.RETURNS
+RAISES = Act.RAISES
+FAN_OUT = ExecutionPattern.FAN_OUT
 
 
 @pytest.mark.timeout(0 if _PROFILE == "large" else 300)
 @CHAOS
-@given(plan=plans())
+@given(case=cases())
 @example(
-    plan=Plan(
-        stages=(
-            StageSpec(0, fault=Fault(Kind.RAISE, Fraction(1))),
-            StageSpec(1, fault=Fault(Kind.OK, Fraction(1)), timeout_ms=750),
-            StageSpec(2, inputs=(0, 1)),
-        ),
-        order=(2, 1, 0),
+    case=case(
+        [
+            StageDefinition("s0", unplanned),
+            StageDefinition("s1", unplanned, timeout_ms=750),
+            StageDefinition("s2", unplanned, inputs=["s0", "s1"]),
+        ],
+        {
+            "s0": StagePlan(script=(Step(RAISES, after(1, stage=0)),)),
+            "s1": StagePlan(script=(Step(RETURNS, after(1, stage=1)),)),
+        },
+        order=[2, 1, 0],
     )
 )
 @example(
-    plan=Plan(
-        stages=(
-            StageSpec(0, emit=6),
-            StageSpec(
-                1,
-                inputs=(0,),
-                pattern=ExecutionPattern.FAN_OUT,
-                retry=Retry(max_attempts=2, initial_delay_ms=250),
-                item_faults={
-                    1: Fault(Kind.RAISE, Fraction(1)),
-                    4: Fault(Kind.FLAKY, Fraction(1, 2), fails=1),
-                },
+    case=case(
+        [
+            StageDefinition("s0", unplanned),
+            StageDefinition(
+                "s1",
+                unplanned,
+                inputs=["s0"],
+                pattern=FAN_OUT,
+                retry_config=RetryConfig(max_attempts=2, initial_delay_ms=250),
                 max_concurrency=2,
                 item_failures="collect",
                 min_successes=5,
             ),
-            StageSpec(2, inputs=(1,)),
-        ),
-        order=(0, 1, 2),
+            StageDefinition("s2", unplanned, inputs=["s1"]),
+        ],
+        {
+            "s0": StagePlan(emit=6),
+            "s1": StagePlan(
+                script=(Step(RETURNS, after(1, 4, 1)),),
+                items={
+                    1: (Step(RAISES, after(1, stage=1)),),
+                    4: (Step(RAISES, after(1, 2, 1)), Step(RETURNS, after(1, 2, 1))),
+                },
+                spread=Fraction(1, 2**20),
+            ),
+        },
     )
 )
 @example(
-    plan=Plan(
-        stages=(
-            StageSpec(0, emit=6),
-            StageSpec(
-                1,
-                inputs=(0,),
-                pattern=ExecutionPattern.FAN_OUT,
-                item_faults={1: Fault(Kind.RAISE, Fraction(1))},
+    case=case(
+        [
+            StageDefinition("s0", unplanned),
+            StageDefinition(
+                "s1",
+                unplanned,
+                inputs=["s0"],
+                pattern=FAN_OUT,
                 item_failures="collect",
                 min_successes=6,
             ),
-            StageSpec(2, inputs=(1,)),
-            StageSpec(3, fault=Fault(Kind.HANG)),
-        ),
-        order=(3, 2, 1, 0),
+            StageDefinition("s2", unplanned, inputs=["s1"]),
+            StageDefinition("s3", unplanned),
+        ],
+        {
+            "s0": StagePlan(emit=6),
+            "s1": StagePlan(items={1: (Step(RAISES, after(1, stage=1)),)}),
+            "s3": StagePlan(script=(Step(Act.HANGS),)),
+        },
+        order=[3, 2, 1, 0],
     )
 )
-def test_executor_matches_the_model(plan: Plan) -> None:
-    """On random DAGs and faults, the executor does what the model predicts."""
-    expected = expect(plan)
-    observed = run_plan(plan)
-    check(plan, expected, observed)
+def test_executor_matches_the_model(case: Case) -> None:
+    """On random DAGs, streams and faults, the executor does what the oracle predicts."""
+    expectation = expect(case.definition, case.plan)
+    observed = run_case(case)
+    check(case, expectation, observed)
 
 
 def test_chaos_profile_is_known() -> None:

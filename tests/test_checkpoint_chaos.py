@@ -1,10 +1,10 @@
 """Chaos with durable runs: crash a random faulty run at a random write, then resume.
 
-Each example runs a random plan (``tests/strategies.py``) journaled in a store
+Each example runs a random case (``tests/strategies.py``) journaled in a store
 that "crashes" after its first ``cut`` writes: everything later is lost, as
 if the process had been killed then. The plan is then healed (every fault
 made OK, no timeouts or cancellation) and resumed from the crashed run. The
-resumed run must end as the reference model (``tests/model.py``) predicts
+resumed run must end as the oracle (``actors.testing.oracle``) predicts
 for the healed plan, and no unit journaled before the crash may run again.
 
 ``ACTORS_CHAOS=large`` runs many more examples, as for ``test_chaos.py``.
@@ -22,13 +22,14 @@ import trio
 import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from model import expect
-from strategies import Fault, Kind, Plan, StageSpec, plans
-from test_chaos import WATCHDOG, Trace, build
+from strategies import Case, cases
+from test_chaos import WATCHDOG, build
 
 from actors import ExecutionPattern, PipelineExecutor, PipelineResult
 from actors._checkpoint._keys import code_fingerprint, stage_key
 from actors.checkpoint import Entry, MemoryStore
+from actors.testing import Call, Recorder
+from actors.testing.oracle import Act, FaultPlan, Step, expect
 
 _LARGE = os.environ.get("ACTORS_CHAOS", "fast") == "large"
 RESUME_CHAOS = settings(
@@ -53,86 +54,99 @@ class CrashingStore(MemoryStore):
         super().append(run_id, entries)
 
 
-def _healed(plan: Plan) -> Plan:
-    """Return *plan* with every fault OK and nothing that cancels the run."""
+def _heal(script: tuple[Step, ...]) -> tuple[Step, ...]:
+    """Every attempt returns, after the first one's duration."""
+    return (Step(Act.RETURNS, script[0].after),)
 
-    def heal(fault: Fault) -> Fault:
-        return Fault(Kind.OK, fault.base)
 
+def _healed(case: Case) -> Case:
+    """Return *case* with every fault OK and nothing that cancels the run."""
+    definition = case.definition
     stages = tuple(
-        replace(
-            spec,
-            fault=heal(spec.fault),
-            item_faults={i: heal(f) for i, f in spec.item_faults.items()},
-            timeout_ms=None,
+        stage.model_copy(
             # A collecting fan-out asking for more successes than items
             # arrive fails too; with every item healed, the default minimum
             # never does.
-            min_successes=None,
+            update={"timeout_ms": None, "min_successes": None}
         )
-        for spec in plan.stages
+        for stage in definition.stages
     )
-    return replace(plan, stages=stages, timeout_ms=None, cancel_at=None)
+    plan = case.plan
+    healed = {
+        stage_id: replace(
+            stage,
+            script=_heal(stage.script),
+            items={i: _heal(script) for i, script in stage.items.items()},
+        )
+        for stage_id, stage in plan.stages.items()
+    }
+    return replace(
+        case,
+        definition=definition.model_copy(update={"stages": stages, "timeout_ms": None}),
+        plan=FaultPlan(healed, initial=plan.initial),
+    )
 
 
 def _run(
-    plan: Plan, store: MemoryStore, resume: str | None
-) -> tuple[PipelineResult | None, Trace, str | None]:
-    """Run *plan* journaled in *store*; return its result, trace and run id."""
-    trace = Trace()
-    pipeline = build(plan, trace)
-    executor = PipelineExecutor(log_events=False, store=store)
+    case: Case, store: MemoryStore, resume: str | None
+) -> tuple[PipelineResult | None, list[Call], str | None]:
+    """Run *case* journaled in *store*; return its result, calls and run id."""
+    recorder = Recorder()
+    pipeline = build(case)
+    executor = PipelineExecutor(log_events=False, store=store, observers=[recorder])
     outcome: list[PipelineResult | None] = [None]
 
     async def main() -> None:
-        # An INTERRUPT fault raises KeyboardInterrupt: the crash needs only
-        # the journal.
+        # An interrupt raises KeyboardInterrupt: the crash needs only the
+        # journal.
         with trio.move_on_after(WATCHDOG), contextlib.suppress(KeyboardInterrupt):
             outcome[0] = await executor.execute(
-                pipeline, list(range(plan.initial)), resume=resume
+                pipeline, case.plan.initial_input, resume=resume
             )
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
     runs = store.list_runs("chaos")
-    return outcome[0], trace, runs[-1].run_id if runs else None
+    return outcome[0], recorder.calls, runs[-1].run_id if runs else None
 
 
-def _unit_key(plan: Plan, trace_stage: str, value: Any, item: bool) -> str:
-    spec = next(s for s in plan.stages if s.id == trace_stage)
-    pipeline = build(plan, Trace())
-    stage = next(d.stage for d in pipeline.stages if d.id == spec.id)
+def _unit_key(case: Case, stage_id: str, value: Any, item: bool) -> str:
+    pipeline = build(case)
+    stage = next(d.stage for d in pipeline.stages if d.id == stage_id)
     return stage_key(
-        "chaos", spec.id, None, code_fingerprint(stage), value, item=item
+        "chaos", stage_id, None, code_fingerprint(stage), value, item=item
     ).key
 
 
 @RESUME_CHAOS
-@given(plan=plans(max_stages=12), cut=st.integers(0, 40))
+@given(case=cases(max_stages=12, streams=False), cut=st.integers(0, 40))
 def test_crash_at_a_random_write_then_resume_matches_the_model(
-    plan: Plan, cut: int
+    case: Case, cut: int
 ) -> None:
-    """The resumed run ends as the model says, and reruns no journaled unit."""
+    """The resumed run ends as the oracle says, and reruns no journaled unit."""
     store = CrashingStore(cut)
-    _, _, crashed = _run(plan, store, resume=None)
+    _, _, crashed = _run(case, store, resume=None)
     assert crashed is not None
     journaled = {entry.key for entry in store.read_journal(crashed).entries}
 
-    healed = _healed(plan)
+    healed = _healed(case)
     store.cut = 1_000_000  # the resumed run is not crashed
-    result, trace, _ = _run(healed, store, resume=crashed)
+    result, calls, _ = _run(healed, store, resume=crashed)
     assert result is not None
-    expected = expect(healed)
-    for stage in expected.stages:
-        actual = result.stage_results[stage.spec.id]
-        assert actual.status.value == stage.natural_status, stage.spec.id
-        if stage.natural_status == "succeeded":
-            assert result.outputs[stage.spec.id] == stage.output, stage.spec.id
-    specs: dict[str, StageSpec] = {s.id: s for s in healed.stages}
+    expectation = expect(healed.definition, healed.plan)
+    for stage_id, stage in expectation.stages.items():
+        # Restored units take no time: statuses and outputs only.
+        alternative = stage.exact
+        assert alternative is not None, stage_id
+        actual = result.stage_results[stage_id]
+        assert actual.status is alternative.status, stage_id
+        assert actual.output == alternative.output, stage_id
+    fan_outs = {
+        s.id for s in healed.definition.stages if s.pattern is ExecutionPattern.FAN_OUT
+    }
     seen: set[tuple[str, int | None]] = set()
-    for attempt in trace.attempts:
-        unit = (attempt.stage, attempt.item)
+    for call in calls:
+        unit = (call.stage, call.item)
         assert unit not in seen, f"{unit} ran twice on resume"
         seen.add(unit)
-        fan_out = specs[attempt.stage].pattern is ExecutionPattern.FAN_OUT
-        key = _unit_key(healed, attempt.stage, attempt.input, item=fan_out)
+        key = _unit_key(healed, call.stage, call.input, item=call.stage in fan_outs)
         assert key not in journaled, f"{unit} was journaled but ran again"

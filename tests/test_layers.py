@@ -77,6 +77,13 @@ KERNEL = [
     "__init__",
 ]
 
+# The reference model of actors.testing.oracle is independent of what it
+# checks: plain sequential Python that imports neither trio nor the kernel.
+MODEL = ["_model_chain", "_model_streams", "_model"]
+
+# The one module that imports hypothesis (an optional dependency).
+HYPOTHESIS = ("testing", "strategies")
+
 # Back edges taken at call time, each with its reason.
 ALLOWED = {
     # PipelineDefinition.validate_pipeline() is the declaration's own method,
@@ -180,3 +187,27 @@ def test_the_check_sees_a_back_edge(
     )
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
     assert _runtime_imports(module) == [("_core",)]
+
+
+def _imported(path: Path) -> set[str]:
+    """Top-level names of every module *path* imports, at any depth."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+@pytest.mark.parametrize("name", MODEL)
+def test_the_reference_model_imports_neither_trio_nor_the_kernel(name: str) -> None:
+    path = ROOT / "testing" / f"{name}.py"
+    assert "trio" not in _imported(path), f"actors.testing.{name} imports trio"
+    for target in _runtime_imports(path):
+        assert target[:1] != ("_core",), f"actors.testing.{name} imports the kernel"
+
+
+def test_only_the_strategies_module_imports_hypothesis() -> None:
+    importers = [_name(p) for p in _modules() if "hypothesis" in _imported(p)]
+    assert importers == [HYPOTHESIS]
