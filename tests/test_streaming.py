@@ -304,6 +304,49 @@ async def test_a_non_critical_consumer_never_stops_the_producer(
     assert result.total_duration_ms == 3500.0
 
 
+async def test_workers_blocked_on_a_downstream_fan_out_that_stops_go_on(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Two workers waiting to hand items to a stopped fan-out both drop it, and go on.
+
+    Found by the chaos suite's oracle: the second worker used to raise
+    ValueError (the consumer was already dropped), crashing the run.
+    """
+    log: Log = []
+
+    async def stops(item: int, ctx: PipelineContext[Any]) -> int:
+        await trio.sleep(2)
+        raise ValueError("d stops")
+
+    result = await execute(
+        pipeline(
+            StageDefinition("p", ticks(4, 0.25)),
+            StageDefinition(
+                "c",
+                item_worker(1, log),
+                inputs=["p"],
+                pattern=FAN_OUT,
+                max_concurrency=2,
+            ),
+            StageDefinition(
+                "d",
+                stops,
+                inputs=["c"],
+                pattern=FAN_OUT,
+                max_concurrency=1,
+                critical=False,
+            ),
+        )
+    )
+    # d takes item 0 at 1 and fails at 3; meanwhile c's workers finished
+    # items 1 (at 1.25) and 2 (at 2) and wait on d until then.
+    assert result.stage_results["d"].error == "item 0: ValueError: d stops"
+    assert result.status is PipelineStatus.SUCCEEDED
+    assert result.outputs == {"p": [0, 1, 2, 3], "c": [0, 10, 20, 30]}
+    assert times(log, "c start ") == {"0": 0, "1": 0.25, "2": 1, "3": 3}
+    assert result.total_duration_ms == 4000.0
+
+
 @pytest.mark.parametrize("fail_fast", [True, False])
 async def test_a_failing_producer(
     autojump_clock: trio.testing.MockClock, fail_fast: bool

@@ -369,7 +369,10 @@ async def consume(
             try:
                 await outlet.send(pair)
             except trio.BrokenResourceError:
-                consumers.remove(outlet)
+                # Several workers may be sending to the consumer that stopped:
+                # the first to see it drops it.
+                if outlet in consumers:
+                    consumers.remove(outlet)
 
     async def one(index: int, item: Any, cancel_scope: trio.CancelScope) -> None:
         available = clock.current_time()
