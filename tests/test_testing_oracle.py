@@ -34,6 +34,7 @@ from actors.testing.oracle import (
     FaultPlan,
     StagePlan,
     Step,
+    StreamStep,
     expect,
 )
 from actors.testing.strategies import fault_plans
@@ -119,6 +120,14 @@ def test_the_digest_pipeline_follows_the_semantics(plan: FaultPlan) -> None:
     # The user's own invariant: nothing is published unless every summary is.
     if done.calls_of("publish"):
         assert done.result.stage_results["summarize"].status is SUCCEEDED
+
+
+@settings(max_examples=60, deadline=None)
+@given(plan=fault_plans(crawler))
+def test_the_crawler_follows_the_semantics(plan: FaultPlan) -> None:
+    """A streaming pipeline too: items flow, fail and retry as the oracle says."""
+    done = run(plan.apply(crawler), plan.initial_input, faults=plan.faults)
+    expect(crawler, plan).assert_matches(done)
 
 
 # -- exact, hand-computed predictions ---------------------------------------
@@ -245,6 +254,73 @@ def test_a_timeout_is_retried_only_if_the_filters_admit_its_text() -> None:
     )
 
 
+def test_expect_predicts_a_stream_with_backpressure() -> None:
+    """Four pages every 0.25 s, two summaries at a time of 1 s: hand-computed times."""
+    plan = FaultPlan(
+        {
+            "pages": StagePlan(stream=(StreamStep(4, F(1, 4)),)),
+            "summaries": StagePlan(script=(Step(Act.RETURNS, F(1)),)),
+        }
+    )
+    expectation = expect(crawler, plan)
+    pages = [f"pages:{i}" for i in range(4)]
+    # Items start at 0.25, 0.5, 1.25 and 1.5 (a worker frees at 1.25 and 1.5):
+    # the producer hands its last item on at 1.5.
+    assert {k: s.alternatives for k, s in expectation.stages.items()} == {
+        "pages": (Alternative(SUCCEEDED, (1, 1), F(3, 2), output=pages, metadata={}),),
+        "summaries": (
+            Alternative(SUCCEEDED, (4, 4), F(5, 2), output=pages, metadata={}),
+        ),
+        "report": (
+            Alternative(SUCCEEDED, (1, 1), F(5, 2), output="report", metadata={}),
+        ),
+    }
+    done = run(plan.apply(crawler), plan.initial_input)
+    expectation.assert_matches(done)
+    assert [c.started for c in done.calls_of("summaries")] == [0.25, 0.5, 1.25, 1.5]
+
+
+def test_expect_predicts_a_failing_stream_without_fail_fast() -> None:
+    """The producer fails after two items, twice: the consumer finishes them, upstream_failed."""
+    plan = FaultPlan(
+        {
+            "pages": StagePlan(
+                stream=(StreamStep(2, F(1, 4), Step(Act.RAISES, F(1, 8))),)
+            ),
+            "summaries": StagePlan(script=(Step(Act.RETURNS, F(1)),)),
+        }
+    )
+    expectation = expect(crawler, plan)
+    pages = ["pages:0", "pages:1"]
+    # Attempt 1 yields at 0.25 and 0.5, raises at 0.625; attempt 2 starts at
+    # 0.875, replays both (discarded, at 1.125 and 1.375), raises at 1.5.
+    assert expectation.stages["pages"].alternatives == (
+        Alternative(
+            StageStatus.FAILED,
+            (2, 2),
+            F(3, 2),
+            error=r"^ValueError: boom$",
+            metadata={"items": pages},
+        ),
+    )
+    assert expectation.stages["summaries"].alternatives == (
+        Alternative(
+            StageStatus.UPSTREAM_FAILED,
+            (2, 2),
+            F(3, 2),
+            error=r"^upstream stage 'pages' failed$",
+            metadata={"partial": pages},
+        ),
+    )
+    done = run(plan.apply(crawler))
+    expectation.assert_matches(done)
+    # Each attempt of the generator is a call, closed (its finally ran) as it raised.
+    assert [(c.attempt, c.started, c.ended) for c in done.calls_of("pages")] == [
+        (1, 0.0, 0.625),
+        (2, 0.875, 1.5),
+    ]
+
+
 def test_a_tie_with_the_pipeline_timeout_leaves_both_outcomes_legal() -> None:
     """A stage ending in the very instant of the run's timeout: done, or cancelled."""
     definition = PipelineDefinition(
@@ -255,6 +331,44 @@ def test_a_tie_with_the_pipeline_timeout_leaves_both_outcomes_legal() -> None:
     assert expectation.statuses == {PipelineStatus.SUCCEEDED, PipelineStatus.TIMED_OUT}
     assert expectation.stages["a"].statuses == {SUCCEEDED, StageStatus.CANCELLED}
     assert expectation.stages["a"].exact is None
+    expectation.assert_matches(run(plan.apply(definition)))
+
+
+def test_items_meeting_in_one_instant_make_two_scenarios() -> None:
+    """Two finished items wait for one free worker downstream: either goes first."""
+    definition = PipelineDefinition(
+        name="meet",
+        stages=[
+            StageDefinition("p", crawl),
+            StageDefinition("c", summarize, inputs=["p"], pattern=FAN_OUT),
+            StageDefinition(
+                "d", summarize, inputs=["c"], pattern=FAN_OUT, max_concurrency=1
+            ),
+        ],
+    )
+    plan = FaultPlan(
+        {
+            "p": StagePlan(stream=(StreamStep(2, F(1, 4)),)),
+            # Item 0 (from 0.25) and item 1 (from 0.5) both end at 1.25.
+            "c": StagePlan(
+                items={0: (Step(Act.RETURNS, F(1)),), 1: (Step(Act.RETURNS, F(3, 4)),)}
+            ),
+            "d": StagePlan(
+                items={
+                    0: (Step(Act.RETURNS, F(1, 2)),),
+                    1: (Step(Act.RAISES, F(1, 4)),),
+                }
+            ),
+        }
+    )
+    expectation = expect(definition, plan)
+    # d fails when item 1 fails: at 1.5 if it went first, else at 2.
+    finishes = sorted(
+        alt.finished_at
+        for scenario in expectation.scenarios
+        for alt in scenario.stages["d"].alternatives
+    )
+    assert finishes == [F(3, 2), F(2)]
     expectation.assert_matches(run(plan.apply(definition)))
 
 
@@ -427,3 +541,27 @@ def test_the_oracle_imports_no_hypothesis_and_the_strategies_do() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert out.stdout == "[]\nTrue\n"
+
+
+def test_a_stream_timing_out_as_it_yields_is_bracketed() -> None:
+    """stream_timeout_ms in the very instant of an item: counted or not, never delivered."""
+    definition = PipelineDefinition(
+        name="race",
+        stages=[
+            StageDefinition("p", crawl, stream_timeout_ms=1_000),
+            StageDefinition("c", summarize, inputs=["p"], pattern=FAN_OUT),
+        ],
+    )
+    # Items at 0.25, 0.5, 0.75 and 1.0: the last in the instant of the deadline.
+    plan = FaultPlan({"p": StagePlan(stream=(StreamStep(8, F(1, 4)),))})
+    expectation = expect(definition, plan)
+    (alternative,) = expectation.stages["p"].alternatives
+    assert (alternative.status, alternative.finished_at) == (StageStatus.FAILED, F(1))
+    assert alternative.error == (
+        r"^StageTimeoutError: stage 'p': stream timed out after 1000 ms \(\d+ items\)$"
+    )
+    assert alternative.metadata is UNPREDICTED
+    for _ in range(5):
+        done = run(plan.apply(definition))
+        expectation.assert_matches(done)
+        assert done.result.outputs == {}  # fail-fast: c is cancelled at 1

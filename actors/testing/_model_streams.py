@@ -501,16 +501,20 @@ def _deliver(head: Member, pair: tuple[int, Any]) -> Process:
 def _watch(sim: Simulation, head: Member, deadline: Time) -> Process:
     """``stream_timeout_ms``: the whole stream fails at *deadline*."""
     yield ("sleep", deadline)
-    if head.stage.natural_finish != NEVER or head.error is not None:
+    if head.stage.natural_finish != NEVER:
         return
     spec = head.stage.spec
     if any(proc.counted and proc.member is head for proc in sim.woken):
-        # The generator woke in this very instant too: it may yield once more
-        # (counted, never delivered) or start one more attempt first.
+        # The producer woke in this very instant too. trio cancels on the
+        # deadline first, but what the producer does before its next
+        # checkpoint still happens: it may yield once more (counted, never
+        # delivered), start one more attempt, or end (then without failing).
         head.stage.metadata = UNSET
         head.stage.slack = 1
-    # trio cancels on a deadline before any task of the instant runs: the
-    # stream stops before anything else happens now.
+        if sim.chooser(2) == 1:
+            yield ("sleep", sim.now)  # after the rest of this instant
+            if head.stage.natural_finish != NEVER:
+                return
     sim.kill(spec.index)
     assert spec.stream_timeout_ms is not None
     _finish_producer(
@@ -567,7 +571,7 @@ def _item(sim: Simulation, member: Member, pair: tuple[int, Any]) -> Process:
         member.outputs[index] = output
         for child in list(member.live):
             taken = yield ("send", member.outlets[child], (index, output))
-            if not taken:
+            if not taken and child in member.live:  # another worker saw it first
                 member.live.remove(child)
         return
     member.failures.append((index, chain))
@@ -598,6 +602,9 @@ def _settle_producer(head: Member) -> None:
         return
     stage.natural_status = "failed"
     stage.error = error_pattern(spec, End.RAISE, describe(error))
+    if stage.slack and stage.error.endswith(r" items\)$"):
+        # Timed out in the instant the generator woke: one more item or not.
+        stage.error = stage.error[: stage.error.rindex(r"\(")] + r"\(\d+ items\)$"
     # With slack, the stream timed out in the instant the generator woke:
     # the items kept are not predicted.
     stage.metadata = UNSET if stage.slack else {"items": kept}

@@ -58,7 +58,7 @@ class Alternative:
     attempts: tuple[int, int]
     """The lowest and highest legal attempt count."""
     finished_at: Fraction
-    """Virtual seconds since the run started."""
+    """Virtual seconds since the run started (compared to 1 ns: see :func:`same_ms`)."""
     output: Any = UNPREDICTED
     error: str | None = None
     """A regular expression the error text matches (``None``: not predicted)."""
@@ -76,7 +76,7 @@ class Alternative:
             legal = str(low) if low == high else f"{low} to {high}"
             found.append(f"{actual.attempts} attempts, expected {legal}")
         finished = None if actual.profile is None else actual.profile.finished_at_ms
-        if finished != ms(self.finished_at):
+        if not same_ms(finished, self.finished_at):
             found.append(
                 f"finished at {finished} ms, expected {ms(self.finished_at)} ms"
             )
@@ -172,7 +172,7 @@ class Scenario:
             return [f"execute was expected to {expected} KeyboardInterrupt"]
         if interrupted:
             assert self.interrupted_at is not None
-            if result.total_duration_ms != ms(self.interrupted_at):
+            if not same_ms(result.total_duration_ms, self.interrupted_at):
                 return [
                     f"interrupted at {result.total_duration_ms} ms, expected "
                     f"{ms(self.interrupted_at)} ms"
@@ -180,7 +180,7 @@ class Scenario:
             return []
         found = []
         assert self.finished_at is not None
-        if result.total_duration_ms != ms(self.finished_at):
+        if not same_ms(result.total_duration_ms, self.finished_at):
             found.append(
                 f"the run ended at {result.total_duration_ms} ms, expected "
                 f"{ms(self.finished_at)} ms"
@@ -264,6 +264,16 @@ class Expectation:
 def ms(seconds: Time) -> float:
     """Convert a time to the executor's milliseconds (rounded to 1 ns)."""
     return round(float(seconds) * 1000, 6)
+
+
+def same_ms(actual: float | None, expected: Time) -> bool:
+    """True if the executor's *actual* ms are the time *expected*.
+
+    Exact up to the executor's resolution: it rounds milliseconds to 1 ns
+    from a float clock, so a duration that is not a binary fraction of a
+    second (a 100 ms timeout) may round to the neighbouring nanosecond.
+    """
+    return actual is not None and abs(actual - ms(expected)) < 1.5e-6
 
 
 def expect(definition: PipelineDefinition, plan: FaultPlan) -> Expectation:

@@ -31,8 +31,8 @@ __all__ = ["fault_plans"]
 
 BASES = (Fraction(1, 4), Fraction(1, 2), Fraction(1), Fraction(2))
 """Round durations; a stage's own offset is added to them."""
-EVERY = (Fraction(1, 8), Fraction(1, 4), Fraction(1, 2), Fraction(1))
-"""Round gaps between a stream's items."""
+EVERY = (Fraction(1, 64), Fraction(1, 16), Fraction(1, 4), Fraction(1))
+"""Round gaps between a stream's items: faster than any consumer, to slower."""
 SLOW = Fraction(8)
 """How long a slow attempt takes: more than most timeouts."""
 INTERRUPT_LAG = Fraction(1, 16)
@@ -67,8 +67,10 @@ def fault_plans(
         hangs: Draw attempts that hang: ``True``; ``False`` never; ``None``
             only where a timeout or a cancellation bounds them, so that every
             run ends.
-        interrupts: Draw attempts raising KeyboardInterrupt (rarely: one
-            ends the run). The kit's runner reports them in ``TestRun.raised``.
+        interrupts: Draw attempts raising KeyboardInterrupt (an
+            :class:`~actors.testing.faults.InjectedInterrupt`; rarely: one
+            ends the run). Run such plans in your own ``trio.run``,
+            catching KeyboardInterrupt around ``execute``.
         cancel: Sometimes set the context's cancel token part-way.
 
     Raises:
