@@ -26,12 +26,20 @@ import trio
 from .._definition import ExecutionPattern, PipelineDefinition, StageDefinition
 from .._exceptions import PipelineValidationError
 from .._graph import _is_generator
-from ._script import CURRENT, Call, Outcome, hangs, raises, returns, returns_input
+from ._script import (
+    Outcome,
+    Yields,
+    _current,
+    _recorded,
+    hangs,
+    raises,
+    returns,
+    returns_input,
+)
 from .faults import CancelTokenAt, InjectedInterrupt
 
 if TYPE_CHECKING:
     from .._context import PipelineContext
-    from ._recorder import Recorder
 
 Number = Fraction | int | float
 """A duration in virtual seconds."""
@@ -233,16 +241,6 @@ def planned_stage(stage: StageDefinition, plan: StagePlan) -> Any:
     )
 
 
-def _current(kind: str) -> tuple[Recorder, int | None, int]:
-    current = CURRENT.get()
-    if current is None:
-        raise RuntimeError(
-            f"a planned {kind} runs under actors.testing.run()/arun(), or under "
-            "an executor with an actors.testing.Recorder among its observers"
-        )
-    return current.recorder, current.item_index, current.attempt
-
-
 class _BreaksContract(Outcome):
     __slots__ = ()
 
@@ -315,24 +313,10 @@ class PlannedStage:
 
     async def __call__(self, value: Any, context: PipelineContext[Any]) -> Any:
         """Play the planned outcome of the current attempt; record the call."""
-        recorder, item, attempt = _current("stage")
-        outcome = self.outcome(item, attempt)
-        call = Call(
-            stage=self.stage_id,
-            item=item,
-            attempt=attempt,
-            input=value,
-            started=recorder.now(),
-            outcome=outcome,
-        )
-        recorder.calls.append(call)
-        try:
+        current = _current()
+        outcome = self.outcome(current.item_index, current.attempt)
+        with _recorded(current, value, outcome):
             return await outcome.play(value)
-        except trio.Cancelled:
-            call.cancelled = True
-            raise
-        finally:
-            call.ended = recorder.now()
 
     def __repr__(self) -> str:
         return f"PlannedStage({self.stage_id!r}, {self.plan!r})"
@@ -358,36 +342,29 @@ class PlannedStream:
         self, value: Any, context: PipelineContext[Any]
     ) -> AsyncIterator[str]:
         """Yield the planned items of the current attempt, then end as planned."""
-        recorder, _, attempt = _current("stream")
-        step = self.steps[min(attempt, len(self.steps)) - 1]
+        current = _current()
+        recorder = current.recorder
+        step = self.steps[min(current.attempt, len(self.steps)) - 1]
         cursor = context.stream_cursor
-        call = Call(
-            stage=self.stage_id,
-            item=None,
-            attempt=attempt,
-            input=value,
-            started=recorder.now(),
-        )
-        recorder.calls.append(call)
+        first = cursor if self.resumable else 0
+        indices = range(first, step.items)
         every = float(seconds(step.every))
-        try:
-            for index in range(cursor if self.resumable else 0, step.items):
+        then = step.then
+        end = None if then.act is Act.RETURNS else outcome_of(then, None)
+        shown = Yields([stream_item(self.stage_id, i) for i in indices], every, end)
+        # Ended also when the library closes it early (GeneratorExit).
+        with _recorded(current, value, shown):
+            for index in indices:
                 await trio.sleep(every)
                 if index >= cursor:
                     self.produced.append((recorder.now(), index))
                 yield stream_item(self.stage_id, index)
-            then = step.then
             if then.act is Act.HANGS:
                 await trio.sleep_forever()
             await trio.sleep(float(seconds(then.after)))
             if then.act is Act.RAISES:
                 # A fresh copy per attempt: each failure keeps its own traceback.
                 raise copy.copy(then.raised())
-        except trio.Cancelled:
-            call.cancelled = True
-            raise
-        finally:
-            call.ended = recorder.now()
 
     def __repr__(self) -> str:
         return f"PlannedStream({self.stage_id!r}, {self.steps!r})"
