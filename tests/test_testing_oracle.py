@@ -468,6 +468,14 @@ def test_an_expected_interrupt_is_flagged_when_missing() -> None:
     ]
 
 
+def test_a_planned_interrupt_runs_under_the_kits_runner() -> None:
+    """run() keeps a planned stage's KeyboardInterrupt on the TestRun (no fault needed)."""
+    plan = digest_plan(fetch=StagePlan(script=(Step(Act.INTERRUPTS, F(1, 4)),)))
+    interrupted = run(plan.apply(pipeline))
+    assert isinstance(interrupted.raised, KeyboardInterrupt)
+    expect(pipeline, plan).assert_matches(interrupted)
+
+
 # -- plans and what the oracle refuses --------------------------------------
 
 

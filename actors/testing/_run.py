@@ -285,7 +285,10 @@ async def arun(
                 )
             except InjectedInterrupt as interrupt:
                 raised = interrupt
-                fired.append((trio.current_time() - start, _interrupt_of(faults)))
+                # A planned stage raises one too, with no interrupt_at fault.
+                interrupting = _interrupt_of(faults)
+                if interrupting is not None:
+                    fired.append((trio.current_time() - start, interrupting))
             except Exception as exc:  # nothing ran: raised bare, not in a group
                 refused = exc
         nursery.cancel_scope.cancel()  # faults not yet due never fire
@@ -353,8 +356,8 @@ async def _crash_at(deadline: float, crasher: Crasher) -> None:
     crasher.crash()
 
 
-def _interrupt_of(faults: Sequence[Fault]) -> Fault:
-    return next(f for f in faults if isinstance(f, InterruptAt))
+def _interrupt_of(faults: Sequence[Fault]) -> Fault | None:
+    return next((f for f in faults if isinstance(f, InterruptAt)), None)
 
 
 async def _fire(
