@@ -65,6 +65,8 @@ class Case:
     plan: FaultPlan
     object_form: frozenset[str]
     """Stages run as objects with ``execute`` (else as async functions)."""
+    live: bool = False
+    """Run it with ``open_run``, a tap on every stage read as items come."""
 
 
 @st.composite
@@ -237,4 +239,4 @@ def cases(draw: st.DrawFn, max_stages: int = 40, *, streams: bool = True) -> Cas
     """Return a random definition with a random fault plan for it."""
     definition, objects = draw(definitions(max_stages, streams=streams))
     plan = draw(fault_plans(definition, max_items=200, hangs=True, interrupts=True))
-    return Case(definition, plan, objects)
+    return Case(definition, plan, objects, live=draw(st.booleans()))

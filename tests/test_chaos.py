@@ -15,6 +15,7 @@ The normal test run uses the fast profile (a few hundred examples). Set
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -29,6 +30,7 @@ from strategies import Case, cases, unplanned, unplanned_stream
 from actors import (
     ExecutionPattern,
     ItemFinished,
+    LiveRun,
     PipelineContext,
     PipelineDefinition,
     PipelineExecutor,
@@ -42,6 +44,7 @@ from actors import (
     StageStarted,
     StageStatus,
     StageUnresponsive,
+    TapItem,
     success_result,
 )
 from actors.testing import Call, Recorder, with_stages
@@ -145,6 +148,8 @@ class Observed:
     end: float = 0.0
     live_before: int = 0
     live_after: int = 0
+    tapped: dict[str, list[TapItem]] | None = None
+    """With ``case.live``: what each stage's tap delivered."""
 
     @property
     def calls(self) -> list[Call]:
@@ -199,9 +204,14 @@ def run_case(case: Case) -> Observed:
             observed.live_before = counter.live - setter_alive[0]
             with trio.move_on_after(WATCHDOG) as watchdog:
                 try:
-                    observed.result = await executor.execute(
-                        pipeline, case.plan.initial_input, context
-                    )
+                    if case.live:
+                        observed.result = await tapped(
+                            executor, pipeline, case, context, observed
+                        )
+                    else:
+                        observed.result = await executor.execute(
+                            pipeline, case.plan.initial_input, context
+                        )
                 except KeyboardInterrupt:
                     observed.interrupted = True
             observed.watchdog = watchdog.cancelled_caught
@@ -215,6 +225,56 @@ def run_case(case: Case) -> Observed:
         instruments=[counter],
     )
     return observed
+
+
+async def tapped(
+    executor: PipelineExecutor,
+    pipeline: PipelineDefinition,
+    case: Case,
+    context: PipelineContext[None],
+    observed: Observed,
+) -> PipelineResult:
+    """Run through ``open_run`` with a tap on every stage, each read at once."""
+    taps: dict[str, list[TapItem]] = {stage.id: [] for stage in pipeline.stages}
+    observed.tapped = taps
+
+    async def read(run: LiveRun, stage: str) -> None:
+        async with run.tap(stage) as items:
+            taps[stage].extend([item async for item in items])
+
+    async with (
+        executor.open_run(pipeline, case.plan.initial_input, context) as run,
+        trio.open_nursery() as nursery,
+    ):
+        for stage in taps:
+            nursery.start_soon(read, run, stage)
+    return run.result
+
+
+def _check_taps(case: Case, result: PipelineResult, observed: Observed) -> None:
+    """Each tap delivered each item once; a succeeded stage's, exactly its output."""
+    if observed.tapped is None:
+        return
+    for stage in case.definition.stages:
+        got = observed.tapped[stage.id]
+        indices = [item.index for item in got]
+        assert len(indices) == len(set(indices)), (stage.id, indices)
+        stage_result = result.stage_results[stage.id]
+        if stage_result.status is not StageStatus.SUCCEEDED:
+            continue
+        output = stage_result.output
+        if not stage.collect:  # only a count: the tap, open from the start, saw all
+            assert stage_result.profile is not None
+            assert sorted(indices) == list(range(stage_result.profile.items or 0))
+            continue
+        if stage.pattern is ExecutionPattern.FAN_OUT or inspect.isasyncgenfunction(
+            stage.stage
+        ):
+            assert isinstance(output, list), stage.id
+            expected = dict(enumerate(output))
+        else:
+            expected = {0: output}
+        assert {item.index: item.output for item in got} == expected, stage.id
 
 
 def events(observed: Observed, kind: type[Any]) -> list[Any]:
@@ -276,6 +336,7 @@ def check(case: Case, expectation: Expectation, observed: Observed) -> None:
     }
     _check_starts(case, scenario, result, observed)
     _check_streams(case, scenario, result, observed)
+    _check_taps(case, result, observed)
 
 
 def _scenario(expectation: Expectation, observed: Observed) -> Scenario:
