@@ -78,11 +78,13 @@ async def fan_out(
                 outputs[index] = outcome.output
             else:
                 collected.append((index, outcome))
-            if run.live is not None:  # the caller's taps
-                if outcome.ok:
-                    await run.live.publish(node, index, outcome.output)
-                else:
-                    await run.live.publish(node, index, None, outcome.error)
+            live = run.live
+            if live is not None:  # the caller's taps
+                output, error = (
+                    (outcome.output, None) if outcome.ok else (None, outcome.error)
+                )
+                if live.publish(node, index, output, error):
+                    await live.taken(node)
 
     limit = min(definition.max_concurrency or count, count)
     if limit:

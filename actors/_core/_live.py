@@ -2,13 +2,16 @@
 
 :meth:`PipelineExecutor.open_run` gives the caller a :class:`LiveRun`. The
 kernel publishes into its :class:`Live` hub: each item a stream produces or
-a fan-out finishes (:meth:`Live.publish`, awaited, so item taps backpressure
-the run), each ``ctx.emit(value)`` (:meth:`Live.emit`, never blocks), and
-each stage's end (:meth:`Live.stage_ended`). A run started by ``execute``
-has no hub and pays nothing.
+a fan-out finishes (:meth:`Live.publish`, then :meth:`Live.taken` while a
+tap has yet to take it: item taps backpressure the run), each
+``ctx.emit(value)`` (:meth:`Live.emit`, never blocks), and each stage's
+end (:meth:`Live.stage_ended`). A run started by ``execute`` has no hub and
+pays nothing.
 
 An item tap is a cursor into its stage's feed: the items the stage keeps for
-its result anyway, so a tap opened late replays them without a copy.
+its result anyway, so a tap opened late replays them without a copy. The
+feed holds plain tuples; a :class:`TapItem` is built only for a tap reading
+it, so an untapped stage pays an append per item.
 """
 
 from __future__ import annotations
@@ -63,9 +66,11 @@ class Progress:
 class _Feed:
     """The published items of one stage and the item taps reading them."""
 
+    stage: str
     keep: bool
     """Items are kept for replay (the stage collects its outputs)."""
-    items: list[TapItem]
+    items: list[tuple[int, Any, str | None]]
+    """``(index, output, error)`` of each published item."""
     base: int = 0
     """The position of ``items[0]``: items every tap read may be dropped."""
     published: int = 0
@@ -77,11 +82,6 @@ class _Feed:
     @property
     def end(self) -> int:
         return self.base + len(self.items)
-
-    def lag(self) -> bool:
-        """Whether some tap has not read every published item."""
-        end = self.end
-        return any(tap._position < end for tap in self.taps or ())
 
     def wake_readers(self) -> None:
         if self.readers is not None:
@@ -108,27 +108,36 @@ class Live:
     def __init__(self, state: RunState) -> None:
         self._state = state
         self._feeds = [
-            _Feed(keep=node.definition.collect, items=[]) for node in state.graph.nodes
+            _Feed(node.id, node.definition.collect, []) for node in state.graph.nodes
         ]
         self._progress: list[ProgressTap] = []
         self._done = trio.Event()
         self.result: PipelineResult | None = None
 
-    async def publish(
+    def publish(
         self, node: Node, index: int, output: Any, error: str | None = None
-    ) -> None:
-        """Publish an item of *node*; wait until every open tap has read it.
+    ) -> bool:
+        """Publish an item of *node*; return whether a tap has yet to take it.
 
-        A checkpoint only while a tap lags (then cancellable: the item stays
-        published).
+        The caller then awaits :meth:`taken`, so that taps backpressure it.
         """
         feed = self._feeds[node.index]
         feed.published += 1
-        if not (feed.keep or feed.taps):
-            return
-        item = TapItem(stage=node.id, index=index, output=output, error=error)
-        feed.items.append(item)
-        feed.wake_readers()
+        if feed.taps:
+            feed.items.append((index, output, error))
+            feed.wake_readers()
+            return True
+        if feed.keep:
+            feed.items.append((index, output, error))
+        return False
+
+    async def taken(self, node: Node) -> None:
+        """Wait until every open tap of *node* has taken what it published.
+
+        A checkpoint only while a tap lags (then cancellable: the items stay
+        published).
+        """
+        feed = self._feeds[node.index]
         mine = feed.end
         while feed.taps and any(tap._position < mine for tap in feed.taps):
             if feed.writers is None:
@@ -171,9 +180,7 @@ class Live:
             else:
                 pairs = enumerate((output,))
             if feed.keep or feed.taps:
-                feed.items.extend(
-                    TapItem(stage=node.id, index=i, output=o) for i, o in pairs
-                )
+                feed.items.extend((i, o, None) for i, o in pairs)
         feed.ended = True
         feed.wake_readers()
         for tap in self._progress:
@@ -238,10 +245,12 @@ class ItemTap:
                 await trio.lowlevel.checkpoint()
                 if self._closed:
                     raise StopAsyncIteration
-                item = feed.items[self._position - feed.base]
+                index, output, error = feed.items[self._position - feed.base]
                 self._position += 1
                 feed.wake_writers()
-                return item
+                return TapItem(
+                    stage=feed.stage, index=index, output=output, error=error
+                )
             if feed.ended:
                 await trio.lowlevel.checkpoint()
                 raise StopAsyncIteration

@@ -100,8 +100,8 @@ async def produce(
                 # That consumer stopped taking items. A new tuple, not a copy
                 # per item to iterate over.
                 consumers = tuple(o for o in consumers if o is not outlet)
-        if live is not None:  # the caller's taps: after the consumers
-            await live.publish(node, *pair)
+        if live is not None and live.publish(node, *pair):  # after the consumers
+            await live.taken(node)
 
     retry = node.retry
     buffer = definition.stream_buffer or 0
@@ -389,9 +389,11 @@ async def consume(
                 outputs[index] = output
             if consumers:  # a frame less per item for a fan-out feeding no one
                 await forward((index, output))
-            if run.live is not None:
+            live = run.live
+            if live is not None:
                 error = None if outcome.ok else outcome.error
-                await run.live.publish(node, index, output, error)
+                if live.publish(node, index, output, error):
+                    await live.taken(node)
         else:
             failures.append((index, outcome))
             cancel_scope.cancel()
