@@ -14,6 +14,9 @@ set-up (a), nothing configured (as a new user gets it), and with
 3. Per-item cost of producer -> FAN_OUT(max_concurrency=N), one checkpoint
    per item, against a hand-written trio producer task feeding N worker
    tasks over an unbuffered memory channel (the library's own hand-over).
+4. What watching costs: the same run through ``open_run`` with no tap, and
+   with a lossless tap on the consumer read as items come, against
+   ``execute`` (report only).
 """
 
 from __future__ import annotations
@@ -316,10 +319,56 @@ async def _per_item_rows(quick: bool) -> list[Row]:
     return rows
 
 
+def _opened(
+    executor: PipelineExecutor, pipeline: PipelineDefinition, tap: str | None
+) -> Callable[[], Awaitable[object]]:
+    async def go() -> None:
+        async with executor.open_run(pipeline) as run:
+            if tap is not None:
+                async with run.tap(tap) as items:
+                    async for _ in items:
+                        pass
+        assert run.result.success, run.result.stage_results
+
+    return go
+
+
+async def _live_rows(quick: bool) -> list[Row]:
+    executor = PipelineExecutor()
+    pipeline = streamed(COUNT, LIMITS[0])
+    consumer = pipeline.stages[-1].id
+    variants: dict[str, Callable[[], Awaitable[object]]] = {
+        "execute": _run(executor, pipeline),
+        "open_run": _opened(executor, pipeline, None),
+        "open_run + tap": _opened(executor, pipeline, consumer),
+    }
+    with hosts() as host:
+        samples = await interleaved(
+            variants, 5 if quick else 11, dict.fromkeys(variants, host.nothing)
+        )
+    med = {name: median(values) for name, values in samples.items()}
+    case = f"{COUNT:,} items, producer -> FAN_OUT(max_concurrency={LIMITS[0]})"
+    rows = [
+        Row(SECTION, f"{case}, execute", f"{med['execute'] / COUNT * 1e6:.2f} us/item")
+    ]
+    for name in ("open_run", "open_run + tap"):
+        ratio = med[name] / med["execute"]
+        rows.append(
+            Row(
+                SECTION,
+                f"{case}, {name}" + (" on the consumer" if "tap" in name else ""),
+                f"{med[name] / COUNT * 1e6:.2f} us/item -> {ratio:.2f}x execute",
+                "report",
+            )
+        )
+    return rows
+
+
 async def _measure(quick: bool, null: TextIO) -> list[Row]:
     rows = await _first_rows(quick, null)
     rows += await _memory_rows()
     rows += await _per_item_rows(quick)
+    rows += await _live_rows(quick)
     return rows
 
 
