@@ -105,7 +105,7 @@ async def attempts(
     limited = node.definition.rate_limit
     # Offload hook: the backend runs the stage's sync function; it, and the
     # to_* helpers inside async stages, report orphans of this item.
-    set_orphan_reporter(partial(orphaned, run, node, item))
+    set_orphan_reporter(orphaned, run, node, item)
     if run.live is not None:
         current_emitter.set(partial(run.live.emit, node, item))
     if node.offload is not None:

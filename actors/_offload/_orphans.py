@@ -5,13 +5,19 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
+from functools import partial
 from typing import Any
 
 from .._offloader import Offloader, OnOrphaned
 
-_reporter: ContextVar[OnOrphaned | None] = ContextVar(
+_reporter: ContextVar[tuple[Callable[..., None], tuple[Any, ...]] | None] = ContextVar(
     "actors_offload_orphan_reporter", default=None
 )
+"""The reporter's function and leading arguments, bound only when asked for.
+
+A tuple, not a partial: the attempt loop installs one per fan-out item, and
+orphans are rare.
+"""
 
 
 @contextlib.contextmanager
@@ -21,7 +27,7 @@ def reporting_orphans(on_orphaned: OnOrphaned) -> Iterator[None]:
     The attempt loop enters it around a stage's call, so the helpers used
     inside an async stage report through the run's ``offload_orphaned`` event.
     """
-    token = _reporter.set(on_orphaned)
+    token = _reporter.set((on_orphaned, ()))
     try:
         yield
     finally:
@@ -34,16 +40,21 @@ def _ignore_orphan(backend: str, key: str | None) -> None:
 
 def current_reporter() -> OnOrphaned:
     """Return the orphan reporter installed for this task, or a no-op."""
-    return _reporter.get() or _ignore_orphan
+    reporter = _reporter.get()
+    if reporter is None:
+        return _ignore_orphan
+    function, args = reporter
+    return partial(function, *args) if args else function
 
 
-def set_orphan_reporter(on_orphaned: OnOrphaned) -> None:
-    """Install *on_orphaned* for the current task (the attempt loop's hook).
+def set_orphan_reporter(function: Callable[..., None], *args: Any) -> None:
+    """Install ``partial(function, *args)`` for this task (the attempt loop's hook).
 
     Each fan-out worker task runs its items one after another and installs
     the reporter of each item before running it, so it is never reset.
+    Bound only when a helper asks for it.
     """
-    _reporter.set(on_orphaned)
+    _reporter.set((function, args))
 
 
 async def call_offloaded(
