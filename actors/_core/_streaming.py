@@ -71,7 +71,7 @@ async def produce(
     state.attempt_ms = []
     state.started_at_ms = run.now_ms()
     begin = clock.current_time()
-    consumers = tuple(outlets)
+    consumers = Consumers(outlets)
     digests: list[bytes] | None = [] if definition.verify_replay else None
 
     def produced(item: Any) -> int:
@@ -92,14 +92,7 @@ async def produce(
         current_emitter.set(partial(live.emit, node, None))
 
     async def deliver(pair: Item) -> None:
-        nonlocal consumers
-        for outlet in consumers:
-            try:
-                await outlet.send(pair)
-            except trio.BrokenResourceError:
-                # That consumer stopped taking items. A new tuple, not a copy
-                # per item to iterate over.
-                consumers = tuple(o for o in consumers if o is not outlet)
+        await consumers.send(pair)
         if live is not None and live.publish(node, *pair):  # after the consumers
             await live.taken(node)
 
@@ -187,6 +180,29 @@ def _hooks(run: RunState, node: Node, attempt: int) -> AbstractContextManager[No
     return run.dispatch.around_attempt(
         run.run_id, run.graph.name, node.id, None, attempt
     )
+
+
+class Consumers:
+    """The fan-outs a stream feeds: each item goes to each, in turn.
+
+    A consumer that stopped taking items is dropped. Several tasks may send
+    at once (a stream-fed fan-out's workers) and find the same one stopped:
+    dropping is rebuilding the tuple without it, so doing it twice is
+    harmless, and a send in progress iterates the tuple it started with.
+    """
+
+    __slots__ = ("open",)
+
+    def __init__(self, outlets: Sequence[ItemSend]) -> None:
+        self.open = tuple(outlets)
+
+    async def send(self, pair: Item) -> None:
+        """Send *pair* to each consumer still taking items, waiting for each."""
+        for outlet in self.open:
+            try:
+                await outlet.send(pair)
+            except trio.BrokenResourceError:
+                self.open = tuple(o for o in self.open if o is not outlet)
 
 
 def digest(item: Any) -> bytes:
@@ -347,7 +363,7 @@ async def consume(
     state.starved_ms = 0.0
     if collect:
         state.item_errors = {}
-    consumers = list(outlets)
+    consumers = Consumers(outlets)
 
     def arrived(index: int) -> None:
         state.items = max(state.items or 0, index + 1)
@@ -364,16 +380,6 @@ async def consume(
                 )
                 run.dispatch.emit("stage_started", started)
 
-    async def forward(pair: Item) -> None:
-        for outlet in list(consumers):
-            try:
-                await outlet.send(pair)
-            except trio.BrokenResourceError:
-                # Several workers may be sending to the consumer that stopped:
-                # the first to see it drops it.
-                if outlet in consumers:
-                    consumers.remove(outlet)
-
     async def one(index: int, item: Any, cancel_scope: trio.CancelScope) -> None:
         available = clock.current_time()
         if run.durable is None:
@@ -387,8 +393,8 @@ async def consume(
                 collected.append((index, outcome))
             if keep:
                 outputs[index] = output
-            if consumers:  # a frame less per item for a fan-out feeding no one
-                await forward((index, output))
+            if consumers.open:  # a frame less per item for a fan-out feeding no one
+                await consumers.send((index, output))
             live = run.live
             if live is not None:
                 error = None if outcome.ok else outcome.error
