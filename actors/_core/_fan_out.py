@@ -79,12 +79,8 @@ async def fan_out(
             else:
                 collected.append((index, outcome))
             live = run.live
-            if live is not None:  # the caller's taps
-                output, error = (
-                    (outcome.output, None) if outcome.ok else (None, outcome.error)
-                )
-                if live.publish(node, index, output, error):
-                    await live.taken(node)
+            if live is not None and live.finished(node, index, outcome):
+                await live.taken(node)  # the caller's taps
 
     limit = min(definition.max_concurrency or count, count)
     if limit:

@@ -29,6 +29,7 @@ from .._results import PipelineResult, PipelineStatus, StageResult, StageStatus
 
 if TYPE_CHECKING:
     from .._graph import Node
+    from ._attempts import Outcome
     from ._state import RunState
 
 
@@ -130,6 +131,15 @@ class Live:
         if feed.keep:
             feed.items.append((index, output, error))
         return False
+
+    def finished(self, node: Node, index: int, outcome: Outcome) -> bool:
+        """Publish a fan-out item that ended: its output, or its error.
+
+        Returns what :meth:`publish` returns.
+        """
+        if outcome.ok:
+            return self.publish(node, index, outcome.output)
+        return self.publish(node, index, None, outcome.error)
 
     async def taken(self, node: Node) -> None:
         """Wait until every open tap of *node* has taken what it published.

@@ -396,10 +396,8 @@ async def consume(
             if consumers.open:  # a frame less per item for a fan-out feeding no one
                 await consumers.send((index, output))
             live = run.live
-            if live is not None:
-                error = None if outcome.ok else outcome.error
-                if live.publish(node, index, output, error):
-                    await live.taken(node)
+            if live is not None and live.finished(node, index, outcome):
+                await live.taken(node)
         else:
             failures.append((index, outcome))
             cancel_scope.cancel()
