@@ -12,6 +12,7 @@ import statistics
 import subprocess
 import sys
 import time
+import tracemalloc
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -279,3 +280,17 @@ def table(rows: Sequence[Row]) -> str:
 
     rule = "-" * (sum(widths) + 2 * len(widths) + len("verdict"))
     return "\n".join([fmt(header), rule, *(fmt(row) for row in rows)])
+
+
+async def peak_bytes(fn: Callable[[], Awaitable[object]]) -> int:
+    """Return the tracemalloc peak of *fn* above what was allocated before it."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        await fn()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return peak - before

@@ -11,8 +11,6 @@ Then the live tasks and the peak memory of the default executor (a).
 
 from __future__ import annotations
 
-import gc
-import tracemalloc
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -27,7 +25,7 @@ from actors import (
     StageDefinition,
 )
 
-from ._common import Row, hosts, interleaved, median, verdict
+from ._common import Row, hosts, interleaved, median, peak_bytes, verdict
 
 TARGET = 1.3
 """The default executor against the hand-written pool, in (a) and (b)."""
@@ -110,20 +108,6 @@ async def _peak_tasks(fn: Callable[[], Awaitable[object]]) -> int:
     finally:
         trio.lowlevel.remove_instrument(counter)
     return counter.peak
-
-
-async def _peak_bytes(fn: Callable[[], Awaitable[object]]) -> int:
-    """Return the tracemalloc peak of *fn* above what was allocated before it."""
-    gc.collect()
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        tracemalloc.reset_peak()
-        await fn()
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    return peak - before
 
 
 def _run(
@@ -245,8 +229,8 @@ async def _measure(quick: bool) -> list[Row]:
     peaks: dict[int, int] = {}
     for n in (10_000, 100_000):
         data = list(range(n))
-        peaks[n] = await _peak_bytes(lambda d=data: default.execute(plain, d))  # type: ignore[misc]  # default binds the loop value
-        base_bytes = await _peak_bytes(lambda d=data: pool(d))  # type: ignore[misc]  # same
+        peaks[n] = await peak_bytes(lambda d=data: default.execute(plain, d))  # type: ignore[misc]  # default binds the loop value
+        base_bytes = await peak_bytes(lambda d=data: pool(d))  # type: ignore[misc]  # same
         rows.append(
             Row(
                 SECTION,

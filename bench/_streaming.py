@@ -25,7 +25,6 @@ import contextlib
 import gc
 import os
 import time
-import tracemalloc
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, TextIO
 
@@ -40,7 +39,7 @@ from actors import (
     StageDefinition,
 )
 
-from ._common import Row, hosts, interleaved, median, verdict
+from ._common import Row, hosts, interleaved, median, peak_bytes, verdict
 
 SECTION = "streaming"
 FIRST_TARGET = 1.1
@@ -218,20 +217,6 @@ async def _first_rows(quick: bool, null: TextIO) -> list[Row]:
     return rows
 
 
-async def _peak_bytes(fn: Callable[[], Awaitable[object]]) -> int:
-    """Return the tracemalloc peak of *fn* above what was allocated before it."""
-    gc.collect()
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        tracemalloc.reset_peak()
-        await fn()
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    return peak - before
-
-
 def _run(
     executor: PipelineExecutor, pipeline: PipelineDefinition
 ) -> Callable[[], Awaitable[object]]:
@@ -259,7 +244,7 @@ async def _memory_rows() -> list[Row]:
             pipeline = streamed(n, limit, collect=collect)
             if n == SHORT:
                 await _run(executor, pipeline)()  # warm caches, untraced
-            peaks[n] = await _peak_bytes(_run(executor, pipeline))
+            peaks[n] = await peak_bytes(_run(executor, pipeline))
         ratio = peaks[LONG] / peaks[SHORT]
         growth = (peaks[LONG] - peaks[SHORT]) / (LONG - SHORT)
         rows.append(
