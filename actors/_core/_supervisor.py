@@ -186,7 +186,9 @@ class PipelineExecutor:
                         # Let the run stop by itself, so that it ends with a
                         # result (the nursery would cancel it from outside).
                         # The run is cancelled: this waits as long as leaving
-                        # the nursery would.
+                        # the nursery would (a nursery waits for its tasks
+                        # however cancelled), so no bound is needed here; a
+                        # stage slow to stop is named by stage_unresponsive.
                         with trio.CancelScope(shield=True):
                             await live.ended()
                     raise
