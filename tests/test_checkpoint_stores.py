@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -274,6 +276,33 @@ def test_two_processes_write_one_store(tmp_path: Path, kind: str) -> None:
         assert len(contents.entries) == BATCHES * PER_BATCH
         assert {e.run_id for e in contents.entries} == {name}
         assert contents.run.status == "succeeded"
+
+
+def test_a_new_sqlite_store_waits_for_another_writers_lock(tmp_path: Path) -> None:
+    """Opening a store on a file another connection has locked waits, then works.
+
+    The file is still in rollback-journal mode (another process created it a
+    moment ago) and another connection holds a lock: SQLite refuses to switch
+    to WAL at once ("database is locked", without its busy handler), which
+    made two processes opening one new store fail. Real SQLite locks between
+    two connections, so the other writer releases its lock in real time.
+    """
+    path = tmp_path / "runs.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE other (x)")
+    other.execute("BEGIN")
+    other.execute("INSERT INTO other VALUES (1)")  # a lock held on the file
+    release = threading.Timer(0.2, other.execute, ["COMMIT"])
+    release.start()
+    try:
+        store = SQLiteStore(path)
+        store.begin_run(RunInfo("r1", "shared", 0.0))
+        assert [r.run_id for r in store.list_runs("shared")] == ["r1"]
+        with contextlib.closing(sqlite3.connect(path)) as fresh:
+            assert fresh.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        release.join()
+        other.close()
 
 
 @pytest.mark.parametrize("kind", ["file", "sqlite"])

@@ -47,6 +47,32 @@ CREATE INDEX IF NOT EXISTS entries_by_key ON entries (key, seq);
 """
 
 _BUSY_TIMEOUT_S = 30.0
+_WAL_RETRY_S = 0.01
+
+
+def _use_wal(connection: sqlite3.Connection) -> None:
+    """Put the database in WAL mode (the file keeps it), waiting for other writers.
+
+    Switching modes needs the file to itself, and SQLite refuses at once,
+    without its busy handler, while another connection holds a lock on a
+    file still in rollback mode: two processes opening a new store at the
+    same moment. So the switch is retried for up to the busy timeout; once
+    the file is in WAL mode, reading the mode takes no lock and is enough.
+    """
+    if connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+        return
+    deadline = time.monotonic() + _BUSY_TIMEOUT_S
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(_WAL_RETRY_S)  # a store's calls run in a worker thread
+        else:
+            return
+
+
 """How long a write waits for another process's transaction to end."""
 
 
@@ -75,7 +101,7 @@ class SQLiteStore:
             self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None
         )
         try:
-            connection.execute("PRAGMA journal_mode=WAL")
+            _use_wal(connection)
             connection.execute("PRAGMA synchronous=FULL")
             connection.executescript(_SCHEMA)
             yield connection
